@@ -1,0 +1,413 @@
+"""Configuration: one TOML file, `MESGW_…` environment overrides, secrets from env/files/systemd.
+
+Precedence, highest first: environment (`MESGW_MQTT__PASSWORD`), systemd credentials
+(`$CREDENTIALS_DIRECTORY/mqtt__password`), the TOML file, defaults. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from gateway.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/mesgw/gateway.toml")
+ENV_PREFIX = "MESGW_"
+ENV_NESTED = "__"
+
+# ISA-95 identifiers appear in topics and tables: lower-case, stable, no separators of MQTT.
+Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
+
+
+class Section(BaseModel):
+    """Every config section rejects unknown keys and is immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret_file(path: Path) -> SecretStr:
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except OSError as err:
+        raise ValueError(f"cannot read secret file {path}: {err.strerror}") from err
+
+
+class GatewaySection(Section):
+    id: Ident = "gw-01"
+    site: Ident = "site"
+    shutdown_timeout_s: float = Field(20.0, gt=0, description="hard limit for an ordered stop")
+    flush_timeout_s: float = Field(10.0, gt=0, description="time to hand the outbox to the broker")
+    status_interval_s: float = Field(30.0, gt=0, description="how often outbox depth is logged")
+
+
+class TlsSection(Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class MqttSection(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    version: Literal["5", "3.1.1"] = "5"
+    prefix: str = "mes/v1"
+    client_id: str | None = Field(None, description="default: mesgw-<gateway id>")
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: TlsSection | None = None
+    keepalive_s: int = Field(30, ge=5, le=65535)
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    max_inflight: int = Field(1000, ge=1, le=65535)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or v.startswith("/") or v.endswith("/") or any(c in v for c in "#+"):
+            raise ValueError("must be a topic path without wildcards or leading/trailing '/'")
+        return v
+
+    @model_validator(mode="after")
+    def _secret_file(self) -> MqttSection:
+        if self.password is None and self.password_file is not None:
+            object.__setattr__(self, "password", _read_secret_file(self.password_file))
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        return self
+
+
+class OutboxSection(Section):
+    path: Path = Path("/var/lib/mesgw/outbox.db")
+    max_events: int = Field(1_000_000, ge=1000, description="bound; appends wait when reached")
+    full_wait_s: float = Field(
+        0.0, ge=0, description="how long an append waits for space; 0 = wait until there is"
+    )
+    commit_interval_ms: float = Field(5.0, ge=0, le=1000)
+    max_batch: int = Field(5000, ge=1)
+    synchronous: Literal["full", "normal"] = Field(
+        "full", description="full: every commit survives power loss; normal: survives kill -9"
+    )
+
+
+class StoreSection(Section):
+    dsn: SecretStr = SecretStr("postgresql://mesgw@127.0.0.1:5432/mes")
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    timescaledb: Literal["auto", "on", "off"] = "auto"
+    pool_size: int = Field(2, ge=1, le=64)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    events_retention_days: int = Field(400, ge=0, description="0 keeps raw events forever")
+    compress_after_days: int = Field(7, ge=1)
+
+    @model_validator(mode="after")
+    def _secret_file(self) -> StoreSection:
+        if self.password is None and self.password_file is not None:
+            object.__setattr__(self, "password", _read_secret_file(self.password_file))
+        return self
+
+
+class RecorderSection(Section):
+    client_id: str = "mesgw-recorder"
+    share_group: str | None = Field(
+        None, description="MQTT 5 shared subscription group; recorders in one group split the load"
+    )
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+    receive_maximum: int = Field(10_000, ge=1, le=65535)
+    batch_max: int = Field(5000, ge=1)
+    batch_wait_ms: float = Field(50.0, ge=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    in_process: bool = Field(False, description="run the recorder inside `mesgw run`")
+
+
+class LoggingSection(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class TagConfig(Section):
+    """A PLC tag and the role it plays; connector-specific addressing comes with the connectors."""
+
+    role: Literal["total_count", "good_count", "reject_count", "state", "reason", "order", "value"]
+    address: str = Field(min_length=1)
+    width: Literal[16, 32, 64] | None = None
+    modulus: int | None = Field(None, ge=2)
+    resettable: bool = True
+
+    @model_validator(mode="after")
+    def _counter(self) -> TagConfig:
+        is_counter = self.role.endswith("_count")
+        if is_counter and self.width is None and self.modulus is None:
+            raise ValueError("a counter needs width (16, 32, 64) or modulus")
+        if not is_counter and (self.width is not None or self.modulus is not None):
+            raise ValueError("width/modulus apply to counter roles only")
+        if self.width is not None and self.modulus is not None:
+            raise ValueError("give width or modulus, not both")
+        return self
+
+
+class OpcUaConnector(Section):
+    type: Literal["opcua"]
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+
+
+class ModbusConnector(Section):
+    type: Literal["modbus"]
+    host: str
+    port: int = Field(502, ge=1, le=65535)
+    unit: int = Field(1, ge=0, le=255)
+
+
+class SyntheticConnector(Section):
+    """A built-in event source for demos and tests: a machine making parts at a set rate."""
+
+    type: Literal["synthetic"]
+    cycle_time_s: float = Field(1.0, gt=0)
+    reject_ratio: float = Field(0.02, ge=0, le=1)
+    count_interval_s: float = Field(10.0, gt=0)
+    stop_probability: float = Field(0.0, ge=0, le=1, description="chance per interval of a stop")
+    events: int = Field(0, ge=0, description="stop after this many events; 0 = run forever")
+    seed: int | None = None
+
+
+Connector = Annotated[
+    OpcUaConnector | ModbusConnector | SyntheticConnector, Field(discriminator="type")
+]
+
+
+class MachineConfig(Section):
+    id: Ident
+    area: Ident
+    line: Ident
+    connector: Connector
+    tags: dict[Ident, TagConfig] = Field(default_factory=dict)
+    ideal_cycle_time_s: float | None = Field(None, gt=0)
+
+
+_config_file: ContextVar[Path | None] = ContextVar("mesgw_config_file", default=None)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class _CredentialsSource(PydanticBaseSettingsSource):
+    """systemd `LoadCredential=` files: `$CREDENTIALS_DIRECTORY/mqtt__password` → mqtt.password."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory or not Path(directory).is_dir():
+            return {}
+        out: dict[str, Any] = {}
+        for entry in sorted(Path(directory).iterdir()):
+            parts = entry.name.split(ENV_NESTED)
+            if parts[0] not in self.settings_cls.model_fields or not entry.is_file():
+                continue
+            node = out
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = entry.read_text(encoding="utf-8").strip()
+        return out
+
+
+def _deep_merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(low)
+    for key, value in high.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class _MergedSource(PydanticBaseSettingsSource):
+    """Deep-merges sources so `MESGW_MQTT__PORT` overrides one key, not the whole section."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], sources: list[PydanticBaseSettingsSource]
+    ) -> None:
+        super().__init__(settings_cls)
+        self._sources = sources  # lowest precedence first
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for source in self._sources:
+            merged = _deep_merge(merged, source())
+        return merged
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED,
+        case_sensitive=False,
+    )
+
+    gateway: GatewaySection = GatewaySection()
+    mqtt: MqttSection = MqttSection()
+    outbox: OutboxSection = OutboxSection()
+    store: StoreSection = StoreSection()
+    recorder: RecorderSection = RecorderSection()
+    logging: LoggingSection = LoggingSection()
+    machines: list[MachineConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_machines(self) -> Settings:
+        seen: set[tuple[str, str, str]] = set()
+        for machine in self.machines:
+            key = (machine.area, machine.line, machine.id)
+            if key in seen:
+                raise ValueError(f"duplicate machine {'/'.join(key)}")
+            seen.add(key)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        toml = _TomlSource(settings_cls, _read_toml(path) if path else {})
+        env = EnvSettingsSource(
+            settings_cls,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter=ENV_NESTED,
+            case_sensitive=False,
+        )
+        merged = _MergedSource(settings_cls, [toml, _CredentialsSource(settings_cls), env])
+        return (init_settings, merged)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as err:
+        raise ConfigError([f"{path}: file not found"]) from err
+    except PermissionError as err:
+        raise ConfigError([f"{path}: permission denied"]) from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"{path}: invalid TOML: {err}"]) from err
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("opcua", "modbus", "synthetic") and out.endswith("connector"):
+            continue  # the discriminated-union branch name is noise to the reader
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        choices = expected.replace(" or ", ", ").replace("'", "")
+        return f"must be one of {choices}"
+    if kind == "string_pattern_mismatch" and "a-z0-9_-" in str(err.get("ctx", {})):
+        return "must be lower-case letters, digits, '_' or '-' (1-64 characters)"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def format_errors(exc: ValidationError, path: Path | None) -> list[str]:
+    origin = str(path) if path else "<defaults>"
+    problems = []
+    for err in exc.errors():
+        key = _key_path(err["loc"])
+        env_name = ENV_PREFIX + key.replace(".", ENV_NESTED).upper()
+        where = f"env {env_name}" if env_name in os.environ else origin
+        problems.append(f"{where}: {key or '<root>'}: {_message(err)}")
+    return problems
+
+
+def load_config(path: Path | None) -> Settings:
+    """Load and validate; raises ConfigError naming the file and key of every problem."""
+    token = _config_file.set(path)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, path)) from exc
+    finally:
+        _config_file.reset(token)
+
+
+def machine_topic(settings: Settings, machine: MachineConfig) -> str:
+    """`{prefix}/{site}/{area}/{line}/{machine}` — the root of one machine's topics."""
+    return "/".join(
+        (settings.mqtt.prefix, settings.gateway.site, machine.area, machine.line, machine.id)
+    )
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data with every secret replaced by '***'."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    dsn = settings.store.dsn.get_secret_value()
+    data["store"]["dsn"] = _redact_dsn(dsn)
+    return data
+
+
+def _redact_dsn(dsn: str) -> str:
+    # postgresql://user:password@host/db → postgresql://user:***@host/db
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or "@" not in rest:
+        return dsn
+    creds, at, host = rest.rpartition("@")
+    user, colon, _ = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}{at}{host}"

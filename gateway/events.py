@@ -1,0 +1,264 @@
+"""The event contract (`mes.event/1`): envelope, per-type data, ids, and MQTT topic mapping.
+
+These models are the public contract of ../shared/design/contract.md; `gateway/schema/*.json`
+is generated from them (`python -m gateway.schema`) and a test fails when the two drift.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+
+SCHEMA = "mes.event/1"
+
+CountQuality = Literal["ok", "wrap", "reset", "gap", "spike", "restart"]
+StateBucket = Literal[
+    "running", "idle", "down", "changeover", "planned_stop", "not_scheduled", "unknown"
+]
+EventType = Literal[
+    "count",
+    "state",
+    "downtime.started",
+    "downtime.updated",
+    "downtime.ended",
+    "order.started",
+    "order.ended",
+]
+
+
+def _iso_ms(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _utc_ms(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone (UTC)")
+    return ts.astimezone(UTC).replace(microsecond=ts.microsecond // 1000 * 1000)
+
+
+# ISO-8601 UTC with milliseconds, as the contract says; naive datetimes are refused.
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_utc_ms),
+    PlainSerializer(_iso_ms, return_type=str, when_used="json"),
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CountData(_Frozen):
+    good: int = Field(ge=0)
+    reject: int = Field(ge=0)
+    total: int = Field(ge=0)
+    start: Timestamp
+    end: Timestamp
+    quality: CountQuality = "ok"
+
+
+class StateData(_Frozen):
+    bucket: StateBucket
+    code: int | str | None = Field(None, description="the source state code as the PLC gave it")
+    reason: str | None = None
+    since: Timestamp
+
+
+class DowntimeData(_Frozen):
+    downtime_id: str = Field(min_length=1, description="stable across gateway restarts")
+    start: Timestamp
+    end: Timestamp | None = None
+    duration_s: float | None = Field(None, ge=0)
+    reason_code: str | None = None
+    reason_text: str | None = None
+    category: str | None = None
+    planned: bool = False
+    source: Literal["auto", "clerk"] = "auto"
+
+
+class OrderData(_Frozen):
+    order_id: str = Field(min_length=1)
+    product: str | None = None
+    quantity: int | None = Field(None, ge=0)
+    ideal_cycle_time_s: float | None = Field(None, gt=0)
+    status: Literal["planned", "running", "completed", "confirmed"]
+    origin: Literal["mqtt", "http", "cli", "plc", "schedule", "synthetic"] = "mqtt"
+
+
+DATA_MODELS: dict[str, type[_Frozen]] = {
+    "count": CountData,
+    "state": StateData,
+    "downtime.started": DowntimeData,
+    "downtime.updated": DowntimeData,
+    "downtime.ended": DowntimeData,
+    "order.started": OrderData,
+    "order.ended": OrderData,
+}
+
+
+class Event(_Frozen):
+    """The envelope every published production event carries."""
+
+    schema_: Literal["mes.event/1"] = Field(SCHEMA, alias="schema")
+    event_id: uuid.UUID
+    type: EventType
+    ts: Timestamp
+    gateway: str = Field(min_length=1)
+    seq: int = Field(ge=0)
+    site: str = Field(min_length=1)
+    area: str = Field(min_length=1)
+    line: str = Field(min_length=1)
+    machine: str = Field(min_length=1)
+    order: str | None = None
+    shift: str | None = None
+    data: CountData | StateData | DowntimeData | OrderData
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_by_type(cls, v: Any, info: Any) -> Any:
+        # The data shape is chosen by `type`, so a count payload never parses as a state.
+        kind = info.data.get("type")
+        model = DATA_MODELS.get(kind) if isinstance(kind, str) else None
+        if model is None or isinstance(v, model):
+            return v
+        return model.model_validate(v)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Event:
+        return cls.model_validate_json(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event as the rules produce it: everything but the gateway-assigned `seq` and id."""
+
+    type: EventType
+    ts: datetime
+    area: str
+    line: str
+    machine: str
+    data: CountData | StateData | DowntimeData | OrderData
+    order: str | None = None
+    shift: str | None = None
+
+    def seal(self, *, event_id: uuid.UUID, seq: int, gateway: str, site: str) -> Event:
+        return Event(
+            event_id=event_id,
+            type=self.type,
+            ts=self.ts,
+            gateway=gateway,
+            seq=seq,
+            site=site,
+            area=self.area,
+            line=self.line,
+            machine=self.machine,
+            order=self.order,
+            shift=self.shift,
+            data=self.data,
+        )
+
+
+class _UUID7:
+    """RFC 9562 UUIDv7: 48-bit ms timestamp, 12-bit sub-ms counter (method 1), 62 random bits.
+
+    Strictly increasing within this process, even when the clock steps back.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._counter = 0
+
+    def __call__(self, now_ms: int | None = None) -> uuid.UUID:
+        ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        with self._lock:
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                self._counter += 1
+                if self._counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+                    ms += 1
+                    self._counter = 0
+            else:
+                self._counter = int.from_bytes(os.urandom(2)) & 0x3FF  # leave room to count
+            self._last_ms = ms
+            counter = self._counter
+        rand = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
+        value = (ms & ((1 << 48) - 1)) << 80
+        value |= 0x7 << 76
+        value |= counter << 64
+        value |= 0b10 << 62
+        value |= rand
+        return uuid.UUID(int=value)
+
+
+uuid7 = _UUID7()
+
+
+def uuid7_time(u: uuid.UUID) -> datetime:
+    """The creation time embedded in a UUIDv7."""
+    return datetime.fromtimestamp((u.int >> 80) / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+def publications(event: Event, prefix: str) -> list[Publication]:
+    """The MQTT messages one event becomes, per the contract's topic table, in send order.
+
+    Event messages are never retained (so every subscriber sees each event once); the
+    retained "current value" topics are published beside them, and cleared with an empty
+    retained message when the thing they describe ends.
+    """
+    root = f"{prefix}/{event.site}/{event.area}/{event.line}/{event.machine}"
+    body = event.to_json()
+    kind = event.type
+    if kind == "count":
+        return [Publication(f"{root}/count", body, False)]
+    if kind == "state":
+        return [Publication(f"{root}/state", body, True)]
+    if kind in ("downtime.started", "downtime.updated"):
+        return [
+            Publication(f"{root}/downtime", body, False),
+            Publication(f"{root}/downtime/active", body, True),
+        ]
+    if kind == "downtime.ended":
+        return [
+            Publication(f"{root}/downtime", body, False),
+            Publication(f"{root}/downtime/active", b"", True),
+        ]
+    if kind == "order.started":
+        return [Publication(f"{root}/order", body, True)]
+    # order.ended: the event itself, then clear the retained active order.
+    return [Publication(f"{root}/order", body, False), Publication(f"{root}/order", b"", True)]
+
+
+def status_topic(prefix: str, site: str, gateway_id: str) -> str:
+    return f"{prefix}/{site}/gateway/{gateway_id}/status"
+
+
+# The topic filters a recorder subscribes to: every event topic, none of the retained copies.
+EVENT_TOPIC_SUFFIXES = ("count", "state", "downtime", "order")
+
+
+def event_filters(prefix: str) -> list[str]:
+    return [f"{prefix}/+/+/+/+/{suffix}" for suffix in EVENT_TOPIC_SUFFIXES]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
