@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 SCHEMA = "mes.event/1"
 
@@ -48,6 +56,9 @@ Timestamp = Annotated[
     datetime,
     AfterValidator(_utc_ms),
     PlainSerializer(_iso_ms, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", "description": "ISO-8601 UTC, milliseconds"}
+    ),
 ]
 
 

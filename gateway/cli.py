@@ -1,0 +1,145 @@
+"""`mesgw` command line: run, record, config check/show, db migrate, outbox stat."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
+from gateway.errors import ConfigError, GatewayError
+from gateway.logging import configure
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_config(args.config)
+    configure(settings.logging.level, settings.logging.format)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.daemon import run
+
+    asyncio.run(run(_settings(args)))
+    return EXIT_OK
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from gateway.daemon import run_recorder
+
+    asyncio.run(run_recorder(_settings(args)))
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = load_config(args.file)
+    machines = len(settings.machines)
+    tags = sum(len(m.tags) for m in settings.machines)
+    print(f"{args.file}: ok ({machines} machines, {tags} tags)")
+    return EXIT_OK
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    print(json.dumps(redacted(load_config(args.config)), indent=2))
+    return EXIT_OK
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from gateway.store.migrate import migrate
+
+    settings = _settings(args)
+    result = asyncio.run(migrate(settings.store))
+    flavor = "TimescaleDB" if result.timescaledb else "plain PostgreSQL"
+    if result.applied:
+        print(f"applied {len(result.applied)} migrations ({flavor}): {', '.join(result.applied)}")
+    else:
+        print(f"schema up to date ({flavor})")
+    return EXIT_OK
+
+
+def cmd_outbox_stat(args: argparse.Namespace) -> int:
+    from gateway.outbox import read_stats
+
+    stats = read_stats(load_config(args.config).outbox.path)
+    print(
+        json.dumps(
+            {
+                "depth": stats.depth,
+                "capacity": stats.capacity,
+                "oldest_age_s": stats.oldest_age_s,
+                "last_seq": stats.last_seq,
+            }
+        )
+    )
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mesgw", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mesgw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--config",
+            type=Path,
+            default=DEFAULT_CONFIG,
+            help=f"configuration file (default {DEFAULT_CONFIG})",
+        )
+        return p
+
+    def add(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_: str,
+    ) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    with_config(add(sub, "run", cmd_run, "run the gateway daemon"))
+    with_config(add(sub, "record", cmd_record, "run the recorder: MQTT events into the store"))
+
+    config = sub.add_parser("config", help="check or show the configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = add(config_sub, "check", cmd_config_check, "validate a configuration file")
+    check.add_argument("file", type=Path)
+    with_config(add(config_sub, "show", cmd_config_show, "print the effective configuration"))
+
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    with_config(add(db_sub, "migrate", cmd_db_migrate, "apply schema migrations"))
+
+    outbox = sub.add_parser("outbox", help="inspect the local outbox")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
+    with_config(add(outbox_sub, "stat", cmd_outbox_stat, "print outbox depth and oldest age"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except GatewayError as err:
+        print(f"mesgw: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""`mesgw run`: one TaskGroup of named tasks, started sinks-first and stopped sources-first.
+
+Shutdown order on SIGTERM/SIGINT, each stage bounded, all inside `shutdown_timeout_s`:
+sources stop → the rules stage drains its queue into the outbox → the outbox is flushed to
+the broker (up to `flush_timeout_s`; what is left stays on disk for the next start) →
+publisher and recorder disconnect → the outbox closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+
+import structlog
+
+from gateway import __version__
+from gateway.config import Settings
+from gateway.events import Draft
+from gateway.logging import get_logger
+from gateway.mqtt.publisher import Publisher
+from gateway.outbox import Outbox
+from gateway.recorder import Recorder
+from gateway.synthetic import run_synthetic
+from gateway.systemd import Notifier
+
+log = get_logger("gateway.daemon")
+
+_STOP = object()  # end-of-stream marker for the rules queue
+
+
+class Pipeline:
+    """Sources put event drafts on a bounded queue; one rules task commits them to the outbox."""
+
+    def __init__(self, outbox: Outbox, *, queue_size: int = 10_000, max_batch: int = 5000):
+        self.outbox = outbox
+        self.queue: asyncio.Queue[Sequence[Draft] | object] = asyncio.Queue(queue_size)
+        self.max_batch = max_batch
+
+    async def emit(self, drafts: Sequence[Draft]) -> None:
+        if drafts:
+            await self.queue.put(drafts)
+
+    async def run_rules(self) -> None:
+        """Commit drafts in arrival order, gathering what is queued into one append."""
+        while True:
+            item = await self.queue.get()
+            if item is _STOP:
+                return
+            batch = list(item)  # type: ignore[call-overload]
+            while len(batch) < self.max_batch and not self.queue.empty():
+                more = self.queue.get_nowait()
+                if more is _STOP:
+                    await self.outbox.append(batch)
+                    return
+                batch.extend(more)  # type: ignore[call-overload]
+            await self.outbox.append(batch)
+
+    async def close(self) -> None:
+        await self.queue.put(_STOP)
+
+
+async def _watchdog(notifier: Notifier) -> None:
+    # Ping at half the interval: a blocked event loop stops the pings and systemd restarts us.
+    assert notifier.watchdog_s is not None
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(notifier.watchdog_s / 2)
+
+
+async def _report(settings: Settings, outbox: Outbox, publisher: Publisher, n: Notifier) -> None:
+    while True:
+        stats = outbox.stats()
+        age = f"{stats.oldest_age_s:.1f}s" if stats.oldest_age_s is not None else "-"
+        mqtt = "connected" if publisher.connected else "disconnected"
+        n.status(f"outbox {stats.depth}/{stats.capacity} oldest {age}; mqtt {mqtt}")
+        if stats.depth:
+            log.info("outbox", depth=stats.depth, oldest_age_s=stats.oldest_age_s, mqtt=mqtt)
+        await asyncio.sleep(settings.gateway.status_interval_s)
+
+
+async def _stop_task(task: asyncio.Task[object] | None, timeout: float) -> None:
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+
+
+async def run(settings: Settings, *, notifier: Notifier | None = None) -> None:
+    """Run the gateway until SIGTERM/SIGINT, then stop in order."""
+    n = notifier or Notifier()
+    structlog.contextvars.bind_contextvars(gateway=settings.gateway.id)
+    outbox = Outbox(settings.outbox, gateway_id=settings.gateway.id, site=settings.gateway.site)
+    await outbox.open()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await _run(settings, outbox, stop, n)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await outbox.close()
+        n.close()
+        log.info("stopped", outbox_depth=outbox.stats().depth)
+
+
+async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notifier) -> None:
+    publisher = Publisher(settings, outbox, version=__version__)
+    recorder = Recorder(settings) if settings.recorder.in_process else None
+    pipeline = Pipeline(outbox, max_batch=settings.outbox.max_batch)
+    async with asyncio.TaskGroup() as group:
+        # Sinks first: whatever the sources produce has somewhere to go.
+        helpers: list[asyncio.Task[None]] = []
+        helpers.append(group.create_task(publisher.run(), name="mqtt-publisher"))
+        if recorder is not None:
+            helpers.append(group.create_task(recorder.run(), name="recorder"))
+        rules = group.create_task(pipeline.run_rules(), name="rules")
+        sources = group.create_task(run_synthetic(settings.machines, pipeline.emit), name="sources")
+        helpers.append(group.create_task(_report(settings, outbox, publisher, n), name="status"))
+        if n.watchdog_s:
+            helpers.append(group.create_task(_watchdog(n), name="watchdog"))
+        n.ready(f"running {len(settings.machines)} machines")
+        log.info("started", version=__version__, machines=len(settings.machines))
+
+        await stop.wait()
+        n.stopping("stopping: sources")
+        log.info("stopping")
+        try:
+            async with asyncio.timeout(settings.gateway.shutdown_timeout_s):
+                await _stop_task(sources, settings.gateway.shutdown_timeout_s)  # type: ignore[arg-type]
+                n.status("stopping: draining rules")
+                await pipeline.close()
+                await rules
+                n.status("stopping: flushing outbox")
+                flushed = await publisher.flush(settings.gateway.flush_timeout_s)
+                if not flushed:
+                    log.warning(
+                        "outbox not flushed; kept on disk for the next start",
+                        depth=outbox.stats().depth,
+                    )
+                await publisher.stop()
+                if recorder is not None:
+                    await recorder.stop()
+        except TimeoutError:
+            log.error(
+                "shutdown limit reached; cancelling", limit_s=settings.gateway.shutdown_timeout_s
+            )
+        for task in (rules, *helpers):
+            task.cancel()
+
+
+async def run_recorder(settings: Settings, *, notifier: Notifier | None = None) -> None:
+    """`mesgw record`: the recorder alone, until SIGTERM/SIGINT."""
+    n = notifier or Notifier()
+    recorder = Recorder(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(recorder.run(), name="recorder")
+            watchdog = group.create_task(_watchdog(n), name="watchdog") if n.watchdog_s else None
+            n.ready("recording")
+            log.info("recorder started", version=__version__)
+            await stop.wait()
+            n.stopping()
+            async with asyncio.timeout(settings.gateway.shutdown_timeout_s):
+                await recorder.stop()
+            task.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        n.close()

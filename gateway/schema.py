@@ -1,0 +1,52 @@
+"""JSON Schema files of the event contract, generated from the models in gateway/events.py.
+
+`python -m gateway.schema` rewrites gateway/schemas/*.json; a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.events import DATA_MODELS, Event
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+
+def documents() -> dict[str, dict[str, Any]]:
+    """File name → JSON Schema document for the envelope and each event type's `data`."""
+    docs: dict[str, dict[str, Any]] = {}
+    envelope = Event.model_json_schema(by_alias=True, mode="serialization")
+    envelope["$id"] = "https://mes-gateway.invalid/schema/mes.event-1.json"
+    envelope["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    # Tie each `type` to its data shape, so validators outside Python enforce it too.
+    envelope["allOf"] = [
+        {
+            "if": {"properties": {"type": {"const": kind}}},
+            "then": {"properties": {"data": {"$ref": f"#/$defs/{model.__name__}"}}},
+        }
+        for kind, model in DATA_MODELS.items()
+    ]
+    docs["mes.event-1.json"] = envelope
+    return docs
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def write(directory: Path = SCHEMA_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, doc in documents().items():
+        path = directory / name
+        path.write_text(render(doc), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_DIR):
+        print(path)
