@@ -1,0 +1,108 @@
+"""Development harness shared by tests, benchmarks and the demo: private Mosquitto brokers."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SHIPPED_BROKER_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mesgw.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
+
+
+@dataclass
+class Broker:
+    """A private Mosquitto on a free port; stop/start keep its persistence directory."""
+
+    workdir: Path
+    extra_conf: str = ""
+    base_conf: Path | None = SHIPPED_BROKER_CONF
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def _write_conf(self) -> None:
+        lines = []
+        if self.base_conf is not None:
+            # The shipped config's own listener/persistence lines are replaced by ours.
+            for line in self.base_conf.read_text().splitlines():
+                key = line.strip().split(" ", 1)[0]
+                if key in {
+                    "listener",
+                    "persistence_location",
+                    "log_dest",
+                    "pid_file",
+                    "include_dir",
+                    "user",
+                    "password_file",
+                    "acl_file",
+                    "allow_anonymous",
+                    "cafile",
+                    "certfile",
+                    "keyfile",
+                }:
+                    continue
+                lines.append(line)
+        lines += [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.workdir}/",
+            f"log_dest file {self.workdir}/mosquitto.log",
+            self.extra_conf,
+        ]
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        assert self.proc is None, "already running"
+        self._write_conf()
+        self.proc = subprocess.Popen(
+            [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(self.conf_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.host, self.port)
+
+    def stop(self) -> None:
+        """Orderly stop: Mosquitto saves its persistence file (sessions, queued messages)."""
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    @property
+    def log(self) -> str:
+        path = self.workdir / "mosquitto.log"
+        return path.read_text() if path.exists() else ""

@@ -1,0 +1,46 @@
+"""The command line: exit codes and output a person or a script relies on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import EXIT_CONFIG, EXIT_OK, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    example = ROOT / "deploy" / "examples" / "gateway.toml"
+    assert main(["config", "check", str(example)]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == f"{example}: ok (3 machines, 5 tags)"
+
+
+def test_config_check_reports_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway]\nsite = 'Plant 1'\n")
+    assert main(["config", "check", str(bad)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith(f"{bad}: gateway.site: must be lower-case")
+
+
+def test_config_show_is_json_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "g.toml"
+    conf.write_text("[mqtt]\nusername = 'gw'\n")
+    monkeypatch.setenv("MESGW_MQTT__PASSWORD", "topsecret")
+    assert main(["config", "show", "--config", str(conf)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "topsecret" not in out
+    shown = json.loads(out)
+    assert shown["mqtt"]["username"] == "gw" and shown["mqtt"]["password"] == "**********"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("mesgw ")
