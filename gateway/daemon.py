@@ -27,15 +27,13 @@ from gateway.systemd import Notifier
 
 log = get_logger("gateway.daemon")
 
-_STOP = object()  # end-of-stream marker for the rules queue
-
-
 class Pipeline:
     """Sources put event drafts on a bounded queue; one rules task commits them to the outbox."""
 
     def __init__(self, outbox: Outbox, *, queue_size: int = 10_000, max_batch: int = 5000):
         self.outbox = outbox
-        self.queue: asyncio.Queue[Sequence[Draft] | object] = asyncio.Queue(queue_size)
+        # None marks the end of the stream.
+        self.queue: asyncio.Queue[Sequence[Draft] | None] = asyncio.Queue(queue_size)
         self.max_batch = max_batch
 
     async def emit(self, drafts: Sequence[Draft]) -> None:
@@ -46,19 +44,19 @@ class Pipeline:
         """Commit drafts in arrival order, gathering what is queued into one append."""
         while True:
             item = await self.queue.get()
-            if item is _STOP:
+            if item is None:
                 return
-            batch = list(item)  # type: ignore[call-overload]
+            batch = list(item)
             while len(batch) < self.max_batch and not self.queue.empty():
                 more = self.queue.get_nowait()
-                if more is _STOP:
+                if more is None:
                     await self.outbox.append(batch)
                     return
-                batch.extend(more)  # type: ignore[call-overload]
+                batch.extend(more)
             await self.outbox.append(batch)
 
     async def close(self) -> None:
-        await self.queue.put(_STOP)
+        await self.queue.put(None)
 
 
 async def _watchdog(notifier: Notifier) -> None:
@@ -80,7 +78,7 @@ async def _report(settings: Settings, outbox: Outbox, publisher: Publisher, n: N
         await asyncio.sleep(settings.gateway.status_interval_s)
 
 
-async def _stop_task(task: asyncio.Task[object] | None, timeout: float) -> None:
+async def _stop_task(task: asyncio.Task[None] | None, timeout: float) -> None:
     if task is None or task.done():
         return
     task.cancel()
@@ -131,7 +129,7 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
         log.info("stopping")
         try:
             async with asyncio.timeout(settings.gateway.shutdown_timeout_s):
-                await _stop_task(sources, settings.gateway.shutdown_timeout_s)  # type: ignore[arg-type]
+                await _stop_task(sources, settings.gateway.shutdown_timeout_s)
                 n.status("stopping: draining rules")
                 await pipeline.close()
                 await rules

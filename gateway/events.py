@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-SCHEMA = "mes.event/1"
+SCHEMA: Final = "mes.event/1"
 
 CountQuality = Literal["ok", "wrap", "reset", "gap", "spike", "restart"]
 StateBucket = Literal[
