@@ -108,9 +108,7 @@ def test_secrets_from_file_and_systemd_credentials(
 ) -> None:
     secret = tmp_path / "mqtt.pass"
     secret.write_text("s3cret\n")
-    path = write(
-        tmp_path, MINIMAL + f"[mqtt]\nusername = 'gw'\npassword_file = '{secret}'\n"
-    )
+    path = write(tmp_path, MINIMAL + f"[mqtt]\nusername = 'gw'\npassword_file = '{secret}'\n")
     settings = load_config(path)
     assert settings.mqtt.password is not None
     assert settings.mqtt.password.get_secret_value() == "s3cret"

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from gateway import schema
 from gateway.events import (
     CountData,
-    Draft,
     DowntimeData,
+    Draft,
     Event,
     OrderData,
     StateData,
@@ -82,11 +82,11 @@ def test_topics_and_retain_flags() -> None:
     assert (count.topic, count.retain) == (f"{base}/count", False)
 
     state = seal(Draft("state", T0, "pack", "l1", "filler", StateData(bucket="down", since=T0)))
-    assert [(p.topic, p.retain) for p in publications(state, "mes/v1")] == [
-        (f"{base}/state", True)
-    ]
+    assert [(p.topic, p.retain) for p in publications(state, "mes/v1")] == [(f"{base}/state", True)]
     started = DowntimeData(downtime_id="d1", start=T0)
-    pubs = publications(seal(Draft("downtime.started", T0, "pack", "l1", "filler", started)), "mes/v1")
+    pubs = publications(
+        seal(Draft("downtime.started", T0, "pack", "l1", "filler", started)), "mes/v1"
+    )
     assert [(p.topic, p.retain, bool(p.payload)) for p in pubs] == [
         (f"{base}/downtime", False, True),
         (f"{base}/downtime/active", True, True),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from gateway.config import MachineConfig, SyntheticConnector
-from gateway.events import CountData, Draft, DowntimeData
+from gateway.events import CountData, DowntimeData, Draft
 from gateway.synthetic import SyntheticMachine, run_synthetic
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
