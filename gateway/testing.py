@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -73,6 +74,9 @@ class Broker:
             "persistence true",
             f"persistence_location {self.workdir}/",
             f"log_dest file {self.workdir}/mosquitto.log",
+            # Started as root, Mosquitto would switch to user "mosquitto" and then could not
+            # write its persistence file or log into our private directory.
+            "user root" if os.geteuid() == 0 else "",
             self.extra_conf,
         ]
         self.conf_path.write_text("\n".join(lines) + "\n")
