@@ -1,0 +1,138 @@
+"""Store write throughput on the local PostgreSQL: write_batch (COPY + one INSERT … SELECT per
+batch) against the naive baseline of one INSERT and one commit per event, in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import asyncpg
+from pydantic import SecretStr
+
+from gateway.config import StoreSection
+from gateway.events import CountData, Event, now_utc, uuid7
+from gateway.store import Received, connect, migrate, write_batch, write_one_by_one
+
+ADMIN_DSN = os.environ.get("MESGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+BATCH = 2000
+BATCHED_EVENTS = 60_000
+# The baseline commits once per event; fewer events keep its run to a few seconds.
+ONE_BY_ONE_EVENTS = 3_000
+BATCH_TARGET = ">= 20000"
+RATIO_TARGET = ">= 10"
+
+
+@asynccontextmanager
+async def _database() -> AsyncIterator[str]:
+    name = f"mesgw_bench_store_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def _received(n: int) -> list[Received]:
+    out = []
+    now = now_utc()
+    for i in range(n):
+        ts = now - timedelta(milliseconds=n - i)
+        machine = f"m{i % 50:02d}"
+        event = Event(
+            event_id=uuid7(),
+            type="count",
+            ts=ts,
+            gateway="bench",
+            seq=i,
+            site="site",
+            area="press",
+            line="l1",
+            machine=machine,
+            order="o-4711",
+            shift="early",
+            data=CountData(good=7, reject=1, total=8, start=ts - timedelta(seconds=1), end=ts),
+        )
+        out.append(Received(event, event.to_json(), f"mes/v1/site/press/l1/{machine}/count"))
+    return out
+
+
+async def _batched_rate(conn: asyncpg.Connection, events: Sequence[Received]) -> float:
+    start = time.perf_counter()
+    written = 0
+    for i in range(0, len(events), BATCH):
+        written += await write_batch(conn, events[i : i + BATCH], [])
+    elapsed = time.perf_counter() - start
+    assert written == len(events), f"write_batch stored {written} of {len(events)}"
+    return written / elapsed
+
+
+async def _one_by_one_rate(conn: asyncpg.Connection, events: Sequence[Received]) -> float:
+    start = time.perf_counter()
+    written = await write_one_by_one(conn, events)
+    elapsed = time.perf_counter() - start
+    assert written == len(events), f"write_one_by_one stored {written} of {len(events)}"
+    return written / elapsed
+
+
+async def run() -> list[dict[str, object]]:
+    """Measure in a temporary database (created and dropped here); one row per figure."""
+    async with _database() as dsn:
+        cfg = StoreSection(dsn=SecretStr(dsn), timescaledb="off")
+        await migrate(cfg)
+        events = _received(BATCH + BATCHED_EVENTS + ONE_BY_ONE_EVENTS)
+        warmup = events[:BATCH]
+        batched = events[BATCH : BATCH + BATCHED_EVENTS]
+        single = events[BATCH + BATCHED_EVENTS :]
+        conn = await connect(cfg)
+        try:
+            # Statement preparation and the staging table are one-off costs, not throughput.
+            await write_batch(conn, warmup, [])
+            batch_rate = await _batched_rate(conn, batched)
+            single_rate = await _one_by_one_rate(conn, single)
+        finally:
+            await conn.close()
+    return [
+        {
+            "bench": f"store write_batch, {BATCH} per batch (COPY + INSERT ... SELECT)",
+            "value": round(batch_rate, 1),
+            "unit": "events/s",
+            "target": BATCH_TARGET,
+        },
+        {
+            "bench": "store write_one_by_one, INSERT + commit per event",
+            "value": round(single_rate, 1),
+            "unit": "events/s",
+            "target": "-",
+        },
+        {
+            "bench": "store write_batch / write_one_by_one",
+            "value": round(batch_rate / single_rate, 1),
+            "unit": "x",
+            "target": RATIO_TARGET,
+        },
+    ]
+
+
+def _print_table(rows: list[dict[str, object]]) -> None:
+    header = ("bench", "value", "unit", "target")
+    cells = [header, *[tuple(str(row[key]) for key in header) for row in rows]]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    for line in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    _print_table(asyncio.run(run()))
