@@ -20,15 +20,15 @@ from typing import Any
 
 import asyncpg
 import paho.mqtt.client as mqtt
-from gateway.mqtt.publisher import Publisher
-from gateway.outbox import Outbox
-from gateway.recorder import Recorder
-from gateway.store.migrate import migrate
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.config import load_config
 from gateway.events import CountData, Draft, event_filters, publications, uuid7
+from gateway.mqtt.publisher import Publisher
+from gateway.outbox import Outbox
+from gateway.recorder import Recorder
+from gateway.store.migrate import migrate
 from gateway.testing import Broker
 
 ADMIN_DSN = os.environ.get("MESGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

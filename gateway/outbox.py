@@ -309,7 +309,7 @@ class Outbox:
         )
 
     # The interface returns False on timeout instead of raising, hence its own timeout argument.
-    async def wait_for_rows(self, after_id: int, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+    async def wait_for_rows(self, after_id: int, timeout: float | None = None) -> bool:
         """True once a row with id > `after_id` is committed and waiting; False on timeout/close.
 
         Rows already removed do not count, so a publisher restarting at 0 over a drained outbox
@@ -317,7 +317,7 @@ class Outbox:
         """
         return await self._wait_until(lambda: self._newest_id() > after_id, timeout)
 
-    async def wait_empty(self, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait_empty(self, timeout: float) -> bool:
         """True once no event is waiting; False if that did not happen within `timeout`."""
         return await self._wait_until(
             lambda: self._snap is not None and not self._snap.depth, timeout

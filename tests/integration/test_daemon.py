@@ -17,11 +17,11 @@ from pathlib import Path
 import asyncpg
 import paho.mqtt.client as mqtt
 import pytest
-from gateway.outbox import Outbox, read_stats
-from gateway.store.migrate import migrate
 from pydantic import SecretStr
 
 from gateway.config import OutboxSection, StoreSection
+from gateway.outbox import Outbox, read_stats
+from gateway.store.migrate import migrate
 from gateway.testing import Broker, free_port
 
 pytestmark = pytest.mark.integration

@@ -28,6 +28,7 @@ from gateway.mqtt.client import (
     build_tls_context,
     publish_properties,
 )
+from gateway.testing import Broker
 
 CONNECT, CONNACK, PUBLISH, PUBACK, DISCONNECT = 0x10, 0x20, 0x30, 0x40, 0xE0
 
@@ -354,17 +355,27 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
+def _issue(d: Path, ca: str, name: str, *extra: str, password: str | None = None) -> None:
+    key_opts = ["-passout", f"pass:{password}"] if password else ["-nodes"]
+    _openssl("req", "-newkey", "rsa:2048", "-subj", f"/CN={name}", *key_opts,
+             "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))  # fmt: skip
+    _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / f"{ca}.crt"),
+             "-CAkey", str(d / f"{ca}.key"), "-CAcreateserial", "-days", "2",
+             "-out", str(d / f"{name}.crt"), *extra)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA and a client certificate whose key is encrypted with the password 'kp'."""
+    """Two CAs; a broker certificate for 127.0.0.1 and a client certificate (key password
+    'kp') from the first."""
     d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ca",
-             "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"))  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-subj", "/CN=gw", "-passout", "pass:kp",
-             "-keyout", str(d / "gw.key"), "-out", str(d / "gw.csr"))  # fmt: skip
-    _openssl("x509", "-req", "-in", str(d / "gw.csr"), "-CA", str(d / "ca.crt"),
-             "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
-             "-out", str(d / "gw.crt"))  # fmt: skip
+    for ca in ("ca", "other-ca"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-subj", f"/CN={ca}", "-keyout", str(d / f"{ca}.key"),
+                 "-out", str(d / f"{ca}.crt"))  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName = IP:127.0.0.1\n")
+    _issue(d, "ca", "broker", "-extfile", str(d / "san.ext"))
+    _issue(d, "ca", "gw", password="kp")
     return d
 
 
@@ -386,3 +397,39 @@ def test_tls_verifies_the_broker_and_presents_the_client_certificate(pki: Path) 
     insecure = build_tls_context(TlsSection(ca_file=pki / "ca.crt", insecure_skip_verify=True))
     assert insecure.verify_mode == ssl.CERT_NONE
     assert not insecure.check_hostname
+
+
+@pytest.mark.integration
+async def test_tls_connection_to_mosquitto_checks_the_broker_certificate(
+    pki: Path, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "tls-broker"
+    workdir.mkdir()
+    listener_tls = (
+        f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'broker.crt'}\nkeyfile {pki / 'broker.key'}"
+    )
+    broker = Broker(workdir=workdir, extra_conf=listener_tls)
+    broker.start()
+    try:
+        trusted = mqtt_cfg(broker.port, tls=TlsSection(ca_file=pki / "ca.crt"))
+        client = MqttClient(trusted, SessionOptions(client_id="tls-ok"))
+        acks: list[int] = []
+        client.on_publish = lambda ack: acks.append(ack.mid)
+        client.start()
+        try:
+            await until(lambda: client.connected)
+            mid = client.publish("t/x", b"over tls")
+            await until(lambda: acks == [mid])
+        finally:
+            await client.close()
+
+        stranger = mqtt_cfg(broker.port, tls=TlsSection(ca_file=pki / "other-ca.crt"))
+        refused = MqttClient(stranger, SessionOptions(client_id="tls-bad"))
+        refused.start()
+        try:
+            await asyncio.sleep(0.5)
+            assert not refused.connected
+        finally:
+            await refused.close()
+    finally:
+        broker.kill()
