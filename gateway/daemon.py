@@ -27,6 +27,7 @@ from gateway.systemd import Notifier
 
 log = get_logger("gateway.daemon")
 
+
 class Pipeline:
     """Sources put event drafts on a bounded queue; one rules task commits them to the outbox."""
 
