@@ -7,6 +7,7 @@ import platform
 import sys
 
 from bench import bench_outbox, bench_pipeline, bench_store
+from gateway.logging import configure
 
 
 def _table(rows: list[dict[str, object]]) -> str:
@@ -20,6 +21,7 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 
 def main() -> int:
+    configure("warning")  # the table is the output; the components' info lines are noise
     print(
         f"mes-gateway benchmarks on {platform.node()} ({platform.processor() or 'cpu'}), "
         f"Python {platform.python_version()}",

@@ -18,10 +18,12 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     WithJsonSchema,
-    field_validator,
+    model_validator,
 )
 
 SCHEMA: Final = "mes.event/1"
@@ -46,9 +48,12 @@ def _iso_ms(ts: datetime) -> str:
 
 
 def _utc_ms(ts: datetime) -> datetime:
-    if ts.tzinfo is None:
+    # Runs for every timestamp of every received event: the common case (already UTC,
+    # whole milliseconds) must cost no more than the checks.
+    if ts.utcoffset() is None:
         raise ValueError("timestamp must carry a time zone (UTC)")
-    return ts.astimezone(UTC).replace(microsecond=ts.microsecond // 1000 * 1000)
+    sub_ms = ts.microsecond % 1000
+    return ts.replace(microsecond=ts.microsecond - sub_ms) if sub_ms else ts
 
 
 # ISO-8601 UTC with milliseconds, as the contract says; naive datetimes are refused.
@@ -114,6 +119,28 @@ DATA_MODELS: dict[str, type[_Frozen]] = {
 }
 
 
+def _data_shape(value: Any) -> str | None:
+    # Tells the shape from its one distinguishing key, so only that model is validated;
+    # trying every member of the union would build three failures per event received.
+    if isinstance(value, dict):
+        for key, shape in _SHAPE_KEYS:
+            if key in value:
+                return shape
+        return "CountData"
+    return type(value).__name__
+
+
+_SHAPE_KEYS = (("bucket", "StateData"), ("downtime_id", "DowntimeData"), ("order_id", "OrderData"))
+
+EventData = Annotated[
+    Annotated[CountData, Tag("CountData")]
+    | Annotated[StateData, Tag("StateData")]
+    | Annotated[DowntimeData, Tag("DowntimeData")]
+    | Annotated[OrderData, Tag("OrderData")],
+    Discriminator(_data_shape),
+]
+
+
 class Event(_Frozen):
     """The envelope every published production event carries."""
 
@@ -129,19 +156,17 @@ class Event(_Frozen):
     machine: str = Field(min_length=1)
     order: str | None = None
     shift: str | None = None
-    data: CountData | StateData | DowntimeData | OrderData
+    data: EventData
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    @field_validator("data", mode="before")
-    @classmethod
-    def _data_by_type(cls, v: Any, info: Any) -> Any:
-        # The data shape is chosen by `type`, so a count payload never parses as a state.
-        kind = info.data.get("type")
-        model = DATA_MODELS.get(kind) if isinstance(kind, str) else None
-        if model is None or isinstance(v, model):
-            return v
-        return model.model_validate(v)
+    @model_validator(mode="after")
+    def _data_matches_type(self) -> Event:
+        # The union picks the data shape by its fields (each forbids extra keys); the type
+        # must name that same shape, so a count body never passes as a state.
+        if type(self.data) is not DATA_MODELS[self.type]:
+            raise ValueError(f"data does not match type {self.type!r}")
+        return self
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()

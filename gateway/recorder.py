@@ -65,6 +65,19 @@ class RecorderStats:
     acked: int = 0
 
 
+@dataclass(slots=True)
+class _Arrival:
+    """A delivered message, validated on arrival so parsing overlaps the previous write."""
+
+    message: Message
+    event: Event | None  # None: an empty payload (a retained-topic clear) or invalid
+    error: str | None  # why the payload is invalid
+
+    @property
+    def epoch(self) -> int:
+        return self.message.epoch
+
+
 class _Abandoned(Exception):
     """The batch is given up: stop requested, or the broker delivers it again anyway."""
 
@@ -94,7 +107,7 @@ class Recorder:
         self._client.on_message = self._on_message
         # A batch never waits for more than the broker will send without our acks.
         self._batch_max = max(1, min(rec.batch_max, rec.receive_maximum))
-        self._pending: collections.deque[Message] = collections.deque()
+        self._pending: collections.deque[_Arrival] = collections.deque()
         self._arrived = asyncio.Event()
         self._stop = asyncio.Event()
         self._running = False
@@ -153,7 +166,9 @@ class Recorder:
         # Messages of the resumed session come again (same packet ids, which we may only
         # ack on the new connection); those of a session the broker lost never will, so
         # they stay pending and are written (without an ack, which nobody expects now).
-        self._pending = collections.deque(m for m in self._pending if not self._redelivered(m))
+        self._pending = collections.deque(
+            a for a in self._pending if not self._redelivered(a.message)
+        )
         # Also on a resumed session: a broker that lost its state would otherwise leave us
         # connected and deaf.
         retain_handling = _RETAIN_IF_NEW if self._client.protocol == "5" else 0
@@ -174,7 +189,14 @@ class Recorder:
 
     def _on_message(self, message: Message) -> None:
         self.stats.received += 1
-        self._pending.append(message)
+        event, error = None, None
+        if message.payload:
+            try:
+                event = Event.from_json(message.payload)
+                self._check_topic(event, message.topic)
+            except ValueError as err:  # pydantic's ValidationError is a ValueError
+                event, error = None, str(err)
+        self._pending.append(_Arrival(message, event, error))
         self._arrived.set()
 
     # -- the batch loop ---------------------------------------------------------------------
@@ -191,7 +213,7 @@ class Recorder:
             if batch:
                 await self._commit(batch)
 
-    async def _next_batch(self, idle_s: float) -> list[Message]:
+    async def _next_batch(self, idle_s: float) -> list[_Arrival]:
         """The next batch, or [] after `idle_s` without messages or on stop.
 
         A batch closes when it is full, `batch_wait_ms` after its first message, or when
@@ -222,41 +244,39 @@ class Recorder:
             return []
         # One connection per batch: its acks are all valid or all void together.
         epoch = self._pending[0].epoch
-        batch: list[Message] = []
+        batch: list[_Arrival] = []
         while self._pending and len(batch) < self._batch_max and self._pending[0].epoch == epoch:
             batch.append(self._pending.popleft())
         return batch
 
-    async def _commit(self, batch: list[Message]) -> None:
+    async def _commit(self, batch: list[_Arrival]) -> None:
         received_at = now_utc()
         events: list[Received] = []
         dead: list[DeadLetter] = []
         seen: set[uuid.UUID] = set()
         repeated = 0
-        for message in batch:
-            if not message.payload:
+        for arrival in batch:
+            message, event = arrival.message, arrival.event
+            if arrival.error is not None:
+                dead.append(DeadLetter(message.topic, message.payload, arrival.error, received_at))
                 continue
-            try:
-                event = Event.from_json(message.payload)
-                self._check_topic(event, message.topic)
-            except ValueError as err:  # pydantic's ValidationError is a ValueError
-                dead.append(DeadLetter(message.topic, message.payload, str(err), received_at))
-                continue
+            if event is None:
+                continue  # an empty payload: acked, nothing to store
             if event.event_id in seen:
                 repeated += 1
                 continue
             seen.add(event.event_id)
             events.append(Received(event, message.payload, message.topic))
         try:
-            inserted, dead = await self._write(events, dead, first=batch[0])
+            inserted, dead = await self._write(events, dead, first=batch[0].message)
         except _Abandoned:
             return
         self.stats.batches += 1
         self.stats.written += inserted
         self.stats.duplicates += repeated + len(events) - inserted
         self.stats.dead_letters += len(dead)
-        for message in batch:
-            if self._client.ack(message):
+        for arrival in batch:
+            if self._client.ack(arrival.message):
                 self.stats.acked += 1
 
     def _check_topic(self, event: Event, topic: str) -> None:
