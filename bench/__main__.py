@@ -7,17 +7,8 @@ import platform
 import sys
 
 from bench import bench_outbox, bench_pipeline, bench_store
+from bench.table import render
 from gateway.logging import configure
-
-
-def _table(rows: list[dict[str, object]]) -> str:
-    width = max(len(str(r["bench"])) for r in rows)
-    lines = [f"{'benchmark':<{width}}  {'value':>12}  {'unit':<9} target", "-" * (width + 40)]
-    for r in rows:
-        value = r["value"]
-        shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
-        lines.append(f"{r['bench']!s:<{width}}  {shown:>12}  {r['unit']!s:<9} {r['target']}")
-    return "\n".join(lines)
 
 
 def main() -> int:
@@ -31,7 +22,7 @@ def main() -> int:
     rows += bench_outbox.run()
     rows += asyncio.run(bench_store.run())
     rows += asyncio.run(bench_pipeline.run())
-    print(_table(rows))
+    print(render(rows))
     return 0
 
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from bench.table import render
 from gateway.config import OutboxSection
 from gateway.events import CountData, Draft, now_utc
 from gateway.outbox import Outbox
@@ -153,13 +154,5 @@ def run(seconds: float = 3.0) -> list[dict[str, object]]:
     return asyncio.run(_run(seconds))
 
 
-def _print_table(rows: list[dict[str, object]]) -> None:
-    header = ("bench", "value", "unit", "target")
-    cells = [header, *[tuple(str(row[key]) for key in header) for row in rows]]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-    for line in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
-
-
 if __name__ == "__main__":
-    _print_table(run(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0))
+    print(render(run(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)))

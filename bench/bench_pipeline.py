@@ -12,8 +12,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,13 +21,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench.table import render
 from gateway.config import load_config
 from gateway.events import CountData, Draft, event_filters, publications, uuid7
 from gateway.mqtt.publisher import Publisher
 from gateway.outbox import Outbox
 from gateway.recorder import Recorder
 from gateway.store.migrate import migrate
-from gateway.testing import Broker
+from gateway.testing import Broker, temporary_database
 
 ADMIN_DSN = os.environ.get("MESGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -38,20 +37,6 @@ def _draft(i: int) -> Draft:
     now = datetime.now(UTC)
     data = CountData(good=i % 7, reject=i % 2, total=i % 7 + i % 2, start=now, end=now)
     return Draft(type="count", ts=now, area="a", line="l", machine=f"m{i % 100}", data=data)
-
-
-@asynccontextmanager
-async def _database() -> AsyncIterator[str]:
-    name = f"mesgw_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    try:
-        yield ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def _write_config(tmp: Path, port: int, dsn: str, prefix: str, **recorder: Any) -> Path:
@@ -135,7 +120,7 @@ async def _count(dsn: str) -> int:
 async def _recorder_rate(
     tmp: Path, broker: Broker, n: int, batch_max: int, version: str = "5"
 ) -> float:
-    async with _database() as dsn:
+    async with temporary_database(ADMIN_DSN, "mesgw_bench") as dsn:
         prefix = f"bench/{uuid.uuid4().hex[:6]}"
         client_id = f"bench-rec-{uuid.uuid4().hex[:6]}"
         conf = _write_config(
@@ -167,7 +152,7 @@ async def _recorder_rate(
 
 
 async def _latency(tmp: Path, broker: Broker, rate: int, seconds: float) -> list[float]:
-    async with _database() as dsn:
+    async with temporary_database(ADMIN_DSN, "mesgw_bench") as dsn:
         prefix = f"bench/{uuid.uuid4().hex[:6]}"
         conf = _write_config(tmp, broker.port, dsn, prefix, client_id=f"lat-{uuid.uuid4().hex[:6]}")
         settings = load_config(conf)
@@ -292,5 +277,4 @@ async def run() -> list[dict[str, object]]:
 
 
 if __name__ == "__main__":
-    for row in asyncio.run(run()):
-        print(row)
+    print(render(asyncio.run(run())))

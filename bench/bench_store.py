@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
 from pydantic import SecretStr
 
+from bench.table import render
 from gateway.config import StoreSection
 from gateway.events import CountData, Event, now_utc, uuid7
 from gateway.store import Received, connect, migrate, write_batch, write_one_by_one
+from gateway.testing import temporary_database
 
 ADMIN_DSN = os.environ.get("MESGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BATCH = 2000
@@ -25,24 +25,6 @@ BATCHED_EVENTS = 60_000
 ONE_BY_ONE_EVENTS = 3_000
 BATCH_TARGET = ">= 20000"
 RATIO_TARGET = ">= 10"
-
-
-@asynccontextmanager
-async def _database() -> AsyncIterator[str]:
-    name = f"mesgw_bench_store_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 def _received(n: int) -> list[Received]:
@@ -89,7 +71,7 @@ async def _one_by_one_rate(conn: asyncpg.Connection, events: Sequence[Received])
 
 async def run() -> list[dict[str, object]]:
     """Measure in a temporary database (created and dropped here); one row per figure."""
-    async with _database() as dsn:
+    async with temporary_database(ADMIN_DSN, "mesgw_bench_store") as dsn:
         cfg = StoreSection(dsn=SecretStr(dsn), timescaledb="off")
         await migrate(cfg)
         events = _received(BATCH + BATCHED_EVENTS + ONE_BY_ONE_EVENTS)
@@ -126,13 +108,5 @@ async def run() -> list[dict[str, object]]:
     ]
 
 
-def _print_table(rows: list[dict[str, object]]) -> None:
-    header = ("bench", "value", "unit", "target")
-    cells = [header, *[tuple(str(row[key]) for key in header) for row in rows]]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-    for line in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
-
-
 if __name__ == "__main__":
-    _print_table(asyncio.run(run()))
+    print(render(asyncio.run(run())))

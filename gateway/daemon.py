@@ -114,9 +114,13 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
     async with asyncio.TaskGroup() as group:
         # Sinks first: whatever the sources produce has somewhere to go.
         helpers: list[asyncio.Task[None]] = []
-        helpers.append(group.create_task(publisher.run(), name="mqtt-publisher"))
         if recorder is not None:
             helpers.append(group.create_task(recorder.run(), name="recorder"))
+            # A recorder's first subscription creates its session; events published before
+            # it would reach nobody. Later starts find the session kept by the broker.
+            if not await recorder.wait_subscribed(settings.gateway.flush_timeout_s):
+                log.warning("recorder not subscribed yet; publishing anyway")
+        helpers.append(group.create_task(publisher.run(), name="mqtt-publisher"))
         rules = group.create_task(pipeline.run_rules(), name="rules")
         sources = group.create_task(run_synthetic(settings.machines, pipeline.emit), name="sources")
         helpers.append(group.create_task(_report(settings, outbox, publisher, n), name="status"))

@@ -116,6 +116,7 @@ class Recorder:
         self._db_down = False
         self._db_ever_up = False
         self._subscribed = False
+        self._subscribed_event = asyncio.Event()
         self._session_since = 0  # the connection (epoch) the broker's session began with
         self.stats = RecorderStats()
 
@@ -127,6 +128,13 @@ class Recorder:
     def subscribed(self) -> bool:
         """True once the broker granted the subscriptions of the current connection."""
         return self._subscribed
+
+    async def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker has granted the subscriptions (at least once)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._subscribed_event.wait()
+        return self._subscribed_event.is_set()
 
     async def run(self) -> None:
         """Record until `stop()` or cancellation; unacknowledged messages stay at the broker."""
@@ -178,7 +186,10 @@ class Recorder:
         if ack.refused:
             log.error("broker refused a subscription", filters=self._filters, reasons=ack.refused)
         elif ack.epoch == self._client.epoch:
+            if not self._subscribed:
+                log.info("subscribed", filters=self._filters)
             self._subscribed = True
+            self._subscribed_event.set()
 
     def _on_disconnect(self, info: Disconnected) -> None:
         self._subscribed = False

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import structlog
+
 from gateway.config import MachineConfig, SyntheticConnector
 from gateway.events import CountData, DowntimeData, Draft, StateData
 
@@ -115,6 +117,7 @@ async def run_synthetic(
 
 
 async def _run_one(sim: SyntheticMachine, emit: Emit, clock: Callable[[], float]) -> None:
+    structlog.contextvars.bind_contextvars(machine=sim.machine.id, connector="synthetic")
     period = sim.spec.count_interval_s
     start = datetime.fromtimestamp(clock(), UTC)
     limit = sim.spec.events

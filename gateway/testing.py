@@ -1,4 +1,4 @@
-"""Development harness shared by tests, benchmarks and the demo: private Mosquitto brokers."""
+"""Development harness shared by tests and benchmarks: private brokers and databases."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import asyncpg
 
 SHIPPED_BROKER_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mesgw.conf"
 
@@ -110,3 +115,22 @@ class Broker:
     def log(self) -> str:
         path = self.workdir / "mosquitto.log"
         return path.read_text() if path.exists() else ""
+
+
+@asynccontextmanager
+async def temporary_database(admin_dsn: str, prefix: str = "mesgw_t") -> AsyncIterator[str]:
+    """A fresh, empty database on the server of `admin_dsn`; yields its DSN, drops it after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"{admin_dsn.rsplit('/', 1)[0]}/{name}"
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -10,10 +10,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from gateway.testing import Broker, free_port, wait_port
+from gateway.testing import Broker, free_port, temporary_database, wait_port
 
 __all__ = ["Broker", "free_port", "wait_port"]
 
@@ -29,20 +28,8 @@ def dsn_for(database: str) -> str:
 @pytest.fixture
 async def pg_dsn() -> AsyncIterator[str]:
     """A fresh, empty PostgreSQL database on the local server, dropped afterwards."""
-    name = f"mesgw_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield dsn_for(name)
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with temporary_database(PG_ADMIN_DSN) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -561,9 +561,7 @@ class MqttClient:
             while poke.recv(4096):
                 pass
         # TLS may hold decrypted bytes that select() cannot see.
-        buffered = self._paho.buffered() or (
-            isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-        )
+        buffered = self._paho.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
         wlist = [sock] if self._paho.want_write() else []
         try:
             readable, _, _ = select.select([sock, poke], wlist, [], 0.0 if buffered else timeout)

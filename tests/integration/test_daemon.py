@@ -136,6 +136,15 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], within_s: float, wh
     raise AssertionError(f"timed out after {within_s}s waiting for {what}")
 
 
+async def recorder_subscribed(rec: Proc) -> None:
+    """Wait until the recorder's session exists: events published before it reach nobody."""
+
+    async def subscribed() -> bool:
+        return any(line.get("event") == "subscribed" for line in rec.lines())
+
+    await wait_for(subscribed, 30, "the recorder to subscribe")
+
+
 async def db_seqs(dsn: str) -> list[int]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -169,7 +178,7 @@ async def test_events_flow_end_to_end(
             port=broker.port, prefix=prefix, dsn=pg_dsn, outbox=tmp_path / "o.db", events=500
         )
     )
-    spawn(procs, tmp_path, "recorder", ["record", "--config", str(conf)])
+    await recorder_subscribed(spawn(procs, tmp_path, "recorder", ["record", "--config", str(conf)]))
     gw = spawn(procs, tmp_path, "gateway", ["run", "--config", str(conf)])
 
     async def all_arrived() -> bool:
@@ -211,7 +220,8 @@ async def test_kill_9_with_events_in_the_outbox_loses_nothing(
                 port=port, prefix=prefix, dsn=pg_dsn, outbox=outbox, events=5, interval_s=0.01
             )
         )
-        spawn(procs, tmp_path, "recorder", ["record", "--config", str(conf)])
+        rec = spawn(procs, tmp_path, "recorder", ["record", "--config", str(conf)])
+        await recorder_subscribed(rec)
         gw2 = spawn(procs, tmp_path, "gateway2", ["run", "--config", str(conf)])
         expected = len(seqs) + 5
 
