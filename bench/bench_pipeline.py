@@ -22,8 +22,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.table import render
-from gateway.config import load_config
-from gateway.events import CountData, Draft, event_filters, publications, uuid7
+from gateway.config import MqttSection, load_config
+from gateway.events import SCHEMA, CountData, Draft, event_filters, publications, uuid7
+from gateway.mqtt.client import publish_properties
 from gateway.mqtt.publisher import Publisher
 from gateway.outbox import Outbox
 from gateway.recorder import Recorder
@@ -93,16 +94,20 @@ def _preload(port: int, prefix: str, client_id: str, n: int, version: str = "5")
     sub.disconnect()
     sub.loop_stop()
 
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    protocol = mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
     pub.max_inflight_messages_set(1000)
     pub.max_queued_messages_set(0)
     pub.connect("127.0.0.1", port)
     pub.loop_start()
+    # The same MQTT 5 properties the gateway's publisher sends: the recorder decodes them.
+    cfg = MqttSection(version="5" if version == "5" else "3.1.1")
+    props = publish_properties(cfg, content_type="application/json", schema=SCHEMA)
     last = None
     for i in range(n):
         event = _draft(i).seal(event_id=uuid7(), seq=i + 1, gateway="bench", site="s")
         [p] = publications(event, prefix)
-        last = pub.publish(p.topic, p.payload, qos=1)
+        last = pub.publish(p.topic, p.payload, qos=1, properties=props)
     assert last is not None
     last.wait_for_publish(timeout=300)
     pub.disconnect()

@@ -44,6 +44,8 @@ from gateway.backoff import Backoff
 from gateway.config import MqttSection, TlsSection
 from gateway.errors import GatewayError
 from gateway.logging import get_logger
+from gateway.mqtt.properties import FastProperties
+from gateway.mqtt.properties import install as install_fast_properties
 
 JSON = "application/json"
 
@@ -166,7 +168,7 @@ def connect_properties(cfg: MqttSection, session: SessionOptions) -> Properties 
     return props
 
 
-class _PackedProperties(Properties):
+class _PackedProperties(FastProperties):
     """Properties encoded once: paho re-encodes on every publish, which dominates its cost."""
 
     _packed: bytes | None = None
@@ -184,7 +186,7 @@ def publish_properties(
     """Fixed MQTT 5 PUBLISH properties (content type, user properties); None on 3.1.1."""
     if cfg.version != "5" or (content_type is None and not user):
         return None
-    props = _PackedProperties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props = _PackedProperties(PacketTypes.PUBLISH)
     if content_type is not None:
         props.ContentType = content_type
     for key, value in user.items():
@@ -271,6 +273,7 @@ class MqttClient:
     """An MQTT connection kept up by a network thread; hooks run on the asyncio loop."""
 
     def __init__(self, cfg: MqttSection, session: SessionOptions, *, name: str = "mqtt") -> None:
+        install_fast_properties()
         self._cfg = cfg
         self._session = session
         self._name = name
