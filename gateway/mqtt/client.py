@@ -227,6 +227,47 @@ class _BufferedClient(Client):
         """Received bytes not yet parsed (select() cannot see them)."""
         return self._rpos < len(self._rbuf)
 
+    # (topic bytes, payload, packet id, retain, dup) of a QoS 1 PUBLISH, when manually acked.
+    on_qos1_publish: Callable[[bytes, bytes, int, bool, bool], None] | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """QoS 1 deliveries to a manual-ack client go straight to `on_qos1_publish`.
+
+        paho decodes every MQTT 5 property into an object, builds a message object and
+        matches topic filters for each delivery; the recorder uses none of it, and on a
+        backlog that work was half of its time. Anything unusual takes paho's own path.
+        """
+        header = self._in_packet["command"]
+        handler = self.on_qos1_publish
+        if handler is None or (header & 0x06) >> 1 != 1 or not self._manual_ack:
+            return super()._handle_publish()
+        packet = self._in_packet["packet"]
+        try:
+            end_topic = 2 + int.from_bytes(packet[0:2])
+            topic = bytes(packet[2:end_topic])
+            mid = int.from_bytes(packet[end_topic : end_topic + 2])
+            body = end_topic + 2
+            if self._protocol == MQTTProtocolVersion.MQTTv5:
+                props_len, used = _varint(packet, body)
+                body += used + props_len
+        except (IndexError, ValueError):
+            return super()._handle_publish()  # paho reports the malformed packet
+        if not topic or mid == 0 or body > len(packet):
+            return super()._handle_publish()  # e.g. a topic alias: paho's job
+        handler(topic, bytes(packet[body:]), mid, bool(header & 0x01), bool(header & 0x08))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def _varint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
+    """An MQTT variable byte integer at `pos`: (value, bytes used)."""
+    value = 0
+    for used in range(4):
+        byte = data[pos + used]
+        value |= (byte & 0x7F) << (7 * used)
+        if not byte & 0x80:
+            return value, used + 1
+    raise ValueError("variable byte integer longer than 4 bytes")
+
 
 def build_paho(cfg: MqttSection, session: SessionOptions) -> _BufferedClient:
     """A configured, unconnected paho client."""
@@ -287,6 +328,8 @@ class MqttClient:
         self._paho.on_publish = self._net_publish
         self._paho.on_subscribe = self._net_subscribe
         self._paho.on_message = self._net_message
+        if session.manual_ack:
+            self._paho.on_qos1_publish = self._net_qos1_publish
         self._log = get_logger("gateway.mqtt").bind(
             client=name, client_id=session.client_id, broker=f"{cfg.host}:{cfg.port}"
         )
@@ -685,18 +728,35 @@ class MqttClient:
         self._report(SubAck(mid, self._net_epoch, refused))
 
     def _net_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        self._net_delivery(
+            message._topic,
+            bytes(message.payload),
+            message.qos,
+            message.mid,
+            bool(message.retain),
+            bool(message.dup),
+        )
+
+    def _net_qos1_publish(
+        self, topic: bytes, payload: bytes, mid: int, retain: bool, dup: bool
+    ) -> None:
+        self._net_delivery(topic, payload, 1, mid, retain, dup)
+
+    def _net_delivery(
+        self, topic: bytes, payload: bytes, qos: int, mid: int, retain: bool, dup: bool
+    ) -> None:
         try:
-            topic = message.topic
+            name = topic.decode()
         except UnicodeDecodeError:  # brokers reject such topics; keep the bytes visible
-            topic = repr(message._topic)
+            name = repr(topic)
         self._report(
             Message(
-                topic=topic,
-                payload=bytes(message.payload),
-                qos=message.qos,
-                retain=bool(message.retain),
-                dup=bool(message.dup),
-                mid=message.mid,
+                topic=name,
+                payload=payload,
+                qos=qos,
+                retain=retain,
+                dup=dup,
+                mid=mid,
                 epoch=self._net_epoch,
             )
         )

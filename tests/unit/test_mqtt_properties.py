@@ -7,6 +7,7 @@ from paho.mqtt.exception import MQTTException
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.mqtt.client import _varint
 from gateway.mqtt.properties import FastProperties
 
 CASES = [
@@ -58,3 +59,16 @@ def test_a_property_twice_is_refused_on_decoding() -> None:
     for cls in (Properties, FastProperties):
         with pytest.raises(MQTTException):
             cls(PacketTypes.PUBLISH).unpack(doubled)  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize(
+    ("encoded", "value"),
+    [(b"\x00", 0), (b"\x7f", 127), (b"\x80\x01", 128), (b"\xff\xff\xff\x7f", 268_435_455)],
+)
+def test_variable_byte_integer(encoded: bytes, value: int) -> None:
+    assert _varint(b"xx" + encoded + b"tail", 2) == (value, len(encoded))
+
+
+def test_variable_byte_integer_too_long() -> None:
+    with pytest.raises(ValueError):
+        _varint(b"\x80\x80\x80\x80\x01", 0)
