@@ -14,9 +14,9 @@ from pydantic import SecretStr
 
 from bench.table import render
 from gateway.config import StoreSection
-from gateway.events import CountData, Event, now_utc, uuid7
+from gateway.events import now_utc
 from gateway.store import Received, connect, migrate, write_batch, write_one_by_one
-from gateway.testing import temporary_database
+from gateway.testing import count_event, received, temporary_database
 
 ADMIN_DSN = os.environ.get("MESGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BATCH = 2000
@@ -28,27 +28,23 @@ RATIO_TARGET = ">= 10"
 
 
 def _received(n: int) -> list[Received]:
-    out = []
     now = now_utc()
-    for i in range(n):
-        ts = now - timedelta(milliseconds=n - i)
-        machine = f"m{i % 50:02d}"
-        event = Event(
-            event_id=uuid7(),
-            type="count",
-            ts=ts,
-            gateway="bench",
-            seq=i,
-            site="site",
-            area="press",
-            line="l1",
-            machine=machine,
-            order="o-4711",
-            shift="early",
-            data=CountData(good=7, reject=1, total=8, start=ts - timedelta(seconds=1), end=ts),
+    return [
+        received(
+            count_event(
+                seq=i,
+                ts=now - timedelta(milliseconds=n - i),
+                machine=f"m{i % 50:02d}",
+                good=7,
+                order="o-4711",
+                shift="early",
+                gateway="bench",
+                site="site",
+                area="press",
+            )
         )
-        out.append(Received(event, event.to_json(), f"mes/v1/site/press/l1/{machine}/count"))
-    return out
+        for i in range(n)
+    ]
 
 
 async def _batched_rate(conn: asyncpg.Connection, events: Sequence[Received]) -> float:

@@ -12,9 +12,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+
+from gateway.events import CountData, Event, uuid7
+from gateway.store.writer import Received
 
 SHIPPED_BROKER_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mesgw.conf"
 
@@ -134,3 +138,43 @@ async def temporary_database(admin_dsn: str, prefix: str = "mesgw_t") -> AsyncIt
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+def count_event(
+    *,
+    seq: int,
+    ts: datetime,
+    machine: str = "m1",
+    good: int = 5,
+    order: str | None = None,
+    shift: str | None = None,
+    interval: timedelta = timedelta(seconds=1),
+    event_id: uuid.UUID | None = None,
+    gateway: str = "gw-01",
+    site: str = "s1",
+    area: str = "a1",
+    line: str = "l1",
+) -> Event:
+    """A sealed count event (one reject per interval) for tests and benchmarks."""
+    data = CountData(good=good, reject=1, total=good + 1, start=ts - interval, end=ts)
+    return Event(
+        event_id=event_id or uuid7(),
+        type="count",
+        ts=ts,
+        gateway=gateway,
+        seq=seq,
+        site=site,
+        area=area,
+        line=line,
+        machine=machine,
+        order=order,
+        shift=shift,
+        data=data,
+    )
+
+
+def received(event: Event, prefix: str = "mes/v1") -> Received:
+    """`event` as the recorder hands it to the store: raw bytes and its topic."""
+    kind = event.type.partition(".")[0]
+    topic = f"{prefix}/{event.site}/{event.area}/{event.line}/{event.machine}/{kind}"
+    return Received(event=event, payload=event.to_json(), topic=topic)

@@ -19,10 +19,9 @@ from pydantic import SecretStr
 
 from gateway.config import StoreSection
 from gateway.errors import MigrationError, StoreError
-from gateway.events import CountData, Event, StateData, uuid7
+from gateway.events import Event, StateData, uuid7
 from gateway.store import (
     DeadLetter,
-    Received,
     connect,
     migrate,
     prune,
@@ -30,6 +29,8 @@ from gateway.store import (
     write_one_by_one,
 )
 from gateway.store.migrate import LOCK_KEY, MigrationResult, load_migrations
+from gateway.testing import count_event as make_count_event
+from gateway.testing import received
 
 pytestmark = pytest.mark.integration
 
@@ -59,25 +60,10 @@ def store(dsn: str, **kw: Any) -> StoreSection:
 def count_event(
     i: int, *, ts: datetime = T0, machine: str = "m1", event_id: uuid.UUID | None = None
 ) -> Event:
-    return Event(
-        event_id=event_id or uuid7(),
-        type="count",
-        ts=ts,
-        gateway="gw-01",
-        seq=i,
-        site="s1",
-        area="a1",
-        line="l1",
-        machine=machine,
-        order="o-1" if i % 2 else None,
-        shift="early",
-        data=CountData(good=i, reject=1, total=i + 1, start=ts - timedelta(seconds=1), end=ts),
+    order = "o-1" if i % 2 else None
+    return make_count_event(
+        seq=i, ts=ts, machine=machine, event_id=event_id, good=i, order=order, shift="early"
     )
-
-
-def received(event: Event) -> Received:
-    topic = f"mes/v1/{event.site}/{event.area}/{event.line}/{event.machine}/{event.type}"
-    return Received(event=event, payload=event.to_json(), topic=topic)
 
 
 @pytest.fixture

@@ -17,9 +17,11 @@ from pydantic import SecretStr
 
 from gateway.config import StoreSection
 from gateway.errors import MigrationError
-from gateway.events import CountData, Event, uuid7
-from gateway.store import DeadLetter, Received, connect, migrate, prune, write_batch
+from gateway.events import Event
+from gateway.store import DeadLetter, connect, migrate, prune, write_batch
 from gateway.store.migrate import load_migrations
+from gateway.testing import count_event as make_count_event
+from gateway.testing import received
 
 pytestmark = pytest.mark.integration
 
@@ -132,26 +134,8 @@ async def test_timescaledb_schema_policies_and_flavour(timescale_dsn: str) -> No
 def count_event(
     *, machine: str, ts: datetime, seq: int, order: str | None = "o-1", good: int = 5
 ) -> Event:
-    return Event(
-        event_id=uuid7(),
-        type="count",
-        ts=ts,
-        gateway="gw-01",
-        seq=seq,
-        site="s1",
-        area="a1",
-        line="l1",
-        machine=machine,
-        order=order,
-        data=CountData(
-            good=good, reject=1, total=good + 1, start=ts - timedelta(minutes=1), end=ts
-        ),
-    )
-
-
-def received(event: Event) -> Received:
-    return Received(
-        event=event, payload=event.to_json(), topic=f"mes/v1/s1/a1/l1/{event.machine}/count"
+    return make_count_event(
+        seq=seq, ts=ts, machine=machine, good=good, order=order, interval=timedelta(minutes=1)
     )
 
 
