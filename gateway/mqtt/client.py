@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import select
 import socket
 import ssl
@@ -287,6 +288,8 @@ def build_paho(cfg: MqttSection, session: SessionOptions) -> _BufferedClient:
         client.tls_set_context(build_tls_context(cfg.tls))
         client.tls_insecure_set(cfg.tls.insecure_skip_verify)
     client.max_inflight_messages_set(cfg.max_inflight)
+    # paho's own messages go through the stdlib logger, so structlog renders them too.
+    client.enable_logger(logging.getLogger("paho.mqtt"))
     if session.will is not None:
         will_props = None
         if v5 and session.will.content_type is not None:
