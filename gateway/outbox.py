@@ -213,6 +213,10 @@ class Outbox:
         try:
             await loop.run_in_executor(self._writer, self._w_open)
             await loop.run_in_executor(self._reader, self._r_open)
+        except (OSError, sqlite3.Error) as err:
+            await self._release_resources()
+            # The operator's fix is in the config or the file system: name both.
+            raise GatewayError(f"outbox.path {self.path}: cannot open: {err}") from err
         except BaseException:
             await self._release_resources()
             raise

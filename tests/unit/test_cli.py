@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import EXIT_CONFIG, EXIT_OK, main
+from gateway.cli import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,3 +44,15 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.startswith("mesgw ")
+
+
+def test_run_with_an_unusable_outbox_path_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    conf = tmp_path / "g.toml"
+    conf.write_text(f"[outbox]\npath = '{blocker}/outbox.db'\n[logging]\nformat = 'json'\n")
+    assert main(["run", "--config", str(conf)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"mesgw: outbox.path {blocker}/outbox.db: cannot open:")
