@@ -7,7 +7,9 @@ Precedence, highest first: environment (`MESGW_MQTT__PASSWORD`), systemd credent
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+import urllib.parse
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -398,16 +400,19 @@ def machine_topic(settings: Settings, machine: MachineConfig) -> str:
 def redacted(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data with every secret replaced by '***'."""
     data: dict[str, Any] = settings.model_dump(mode="json")
-    dsn = settings.store.dsn.get_secret_value()
-    data["store"]["dsn"] = _redact_dsn(dsn)
+    data["store"]["dsn"] = redact_dsn(settings.store.dsn.get_secret_value())
     return data
 
 
-def _redact_dsn(dsn: str) -> str:
-    # postgresql://user:password@host/db → postgresql://user:***@host/db
-    scheme, sep, rest = dsn.partition("://")
-    if not sep or "@" not in rest:
-        return dsn
-    creds, at, host = rest.rpartition("@")
-    user, colon, _ = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}{at}{host}"
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password masked, in the userinfo and in the query string."""
+    try:
+        password = urllib.parse.urlsplit(dsn).password
+    except ValueError:
+        return "***"
+    if password is not None:
+        dsn = dsn.replace(f":{password}@", ":***@", 1)
+    return _QUERY_PASSWORD.sub(r"\1***", dsn)
+
+
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&]*", re.IGNORECASE)

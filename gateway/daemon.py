@@ -16,7 +16,9 @@ from collections.abc import Sequence
 import structlog
 
 from gateway import __version__
+from gateway.backoff import Backoff
 from gateway.config import Settings
+from gateway.errors import OutboxFull
 from gateway.events import Draft
 from gateway.logging import get_logger
 from gateway.mqtt.publisher import Publisher
@@ -48,13 +50,33 @@ class Pipeline:
             if item is None:
                 return
             batch = list(item)
+            end = False
             while len(batch) < self.max_batch and not self.queue.empty():
                 more = self.queue.get_nowait()
                 if more is None:
-                    await self.outbox.append(batch)
-                    return
+                    end = True
+                    break
                 batch.extend(more)
-            await self.outbox.append(batch)
+            await self._commit(batch)
+            if end:
+                return
+
+    async def _commit(self, batch: list[Draft]) -> None:
+        # Production counts and downtime are never dropped: a full outbox holds the batch
+        # here (and, through the bounded queue, the sources) until there is room again.
+        backoff = Backoff(base_s=0.5, cap_s=10.0)
+        while True:
+            try:
+                await self.outbox.append(batch)
+            except OutboxFull:
+                delay = backoff.next_delay()
+                if backoff.attempt == 1:
+                    log.warning("outbox full; holding events", held=len(batch))
+                await asyncio.sleep(delay)
+            else:
+                if backoff.attempt:
+                    log.info("outbox has room again; events committed", held=len(batch))
+                return
 
     async def close(self) -> None:
         await self.queue.put(None)

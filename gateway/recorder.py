@@ -251,7 +251,8 @@ class Recorder:
                     await self._arrived.wait()
             if len(self._pending) == before:
                 break
-        if self._stop.is_set():
+        # A reconnect meanwhile may have dropped everything pending (it comes again).
+        if self._stop.is_set() or not self._pending:
             return []
         # One connection per batch: its acks are all valid or all void together.
         epoch = self._pending[0].epoch

@@ -141,3 +141,9 @@ def test_duplicate_machine(tmp_path: Path) -> None:
     text = MINIMAL + MACHINES.replace("WIDTH", "32").replace('id = "m1"', 'id = "m0"')
     [problem] = problems(write(tmp_path, text))
     assert "duplicate machine a/l/m0" in problem
+
+
+def test_show_redacts_a_password_in_the_dsn_query(tmp_path: Path) -> None:
+    text = MINIMAL + "[store]\ndsn = 'postgresql://rec@db/mes?password=qs3cret&sslmode=require'\n"
+    shown = redacted(load_config(write(tmp_path, text)))
+    assert shown["store"]["dsn"] == "postgresql://rec@db/mes?password=***&sslmode=require"
