@@ -54,24 +54,19 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGING} (
     machine  text,
     order_id text,
     shift_id text,
-    envelope jsonb,
+    data     jsonb,
     topic    text
 ) ON COMMIT DELETE ROWS
 """
 
-# The envelope goes to PostgreSQL as received and the server takes `data` out of it: the
-# stored JSON is the publisher's own, and the recorder does not serialise it a second time.
-_STAGING_COLUMNS = (*EVENT_COLUMNS[:-2], "envelope", "topic")
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 _MERGE = (
-    f"INSERT INTO events ({_COLUMN_LIST})"
-    f" SELECT {', '.join(EVENT_COLUMNS[:-2])}, envelope->'data', topic FROM {STAGING}"
+    f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGING}"
     " ON CONFLICT DO NOTHING"
 )
 _INSERT_ONE = (
     f"INSERT INTO events ({_COLUMN_LIST})"
-    f" VALUES ({', '.join(f'${i}' for i in range(1, len(EVENT_COLUMNS) - 1))},"
-    f" (${len(EVENT_COLUMNS) - 1}::jsonb)->'data', ${len(EVENT_COLUMNS)})"
+    f" VALUES ({', '.join(f'${i}' for i in range(1, len(EVENT_COLUMNS) + 1))})"
     " ON CONFLICT DO NOTHING"
 )
 
@@ -98,7 +93,9 @@ def _record(item: Received) -> tuple[Any, ...] | str:
     such event would fail its whole batch, and the batch would fail again on every retry.
     """
     e = item.event
-    envelope = item.payload.decode()
+    # The validated model, not the bytes received: a publisher may send "5" for 5 or leave
+    # out a defaulted field, and the stored data must read the same either way.
+    data = e.data.model_dump_json()
     texts = {
         "gateway": e.gateway,
         "site": e.site,
@@ -114,7 +111,7 @@ def _record(item: Received) -> tuple[Any, ...] | str:
             return f"unstorable: {name} contains U+0000, which PostgreSQL text cannot hold"
     # The cheap test first: JSON escapes U+0000 as \u0000 (also matched by an escaped
     # backslash followed by "u0000", hence the exact check).
-    if "\\u0000" in envelope and _has_nul(e.data.model_dump()):
+    if "\\u0000" in data and _has_nul(e.data.model_dump()):
         return "unstorable: data contains U+0000, which PostgreSQL jsonb cannot hold"
     return (
         e.event_id,
@@ -128,7 +125,7 @@ def _record(item: Received) -> tuple[Any, ...] | str:
         e.machine,
         e.order,
         e.shift,
-        envelope,
+        data,
         item.topic,
     )
 
@@ -172,7 +169,7 @@ async def write_batch(
             inserted = 0
             if rows:
                 await conn.execute(_CREATE_STAGING)
-                await conn.copy_records_to_table(STAGING, records=rows, columns=_STAGING_COLUMNS)
+                await conn.copy_records_to_table(STAGING, records=rows, columns=EVENT_COLUMNS)
                 inserted = rowcount(await conn.execute(_MERGE))
             if letters:
                 await conn.copy_records_to_table(

@@ -22,6 +22,7 @@ from gateway.errors import MigrationError, StoreError
 from gateway.events import Event, StateData, uuid7
 from gateway.store import (
     DeadLetter,
+    Received,
     connect,
     migrate,
     prune,
@@ -443,3 +444,17 @@ async def test_connect_sends_the_configured_password_and_timeout(
     assert seen == {"dsn": dsn, "password": "from-file", "timeout": 4.0}
     await connect(store(dsn), timeout=0.5)
     assert seen == {"dsn": dsn, "password": None, "timeout": 0.5}
+
+
+async def test_stored_data_is_the_validated_model_not_the_loose_input(
+    conn: asyncpg.Connection,
+) -> None:
+    wire = json.loads(count_event(3).to_json())
+    wire["data"]["good"] = "3"  # lax JSON a publisher might send; pydantic accepts it
+    del wire["data"]["quality"]  # defaulted field left out
+    raw = json.dumps(wire).encode()
+    event = Event.from_json(raw)
+    item = Received(event=event, payload=raw, topic="mes/v1/s1/a1/l1/m1/count")
+    assert await write_batch(conn, [item], []) == 1
+    data = json.loads(await conn.fetchval("select data from events"))
+    assert data["good"] == 3 and data["quality"] == "ok"
