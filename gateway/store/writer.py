@@ -38,6 +38,7 @@ EVENT_COLUMNS = (
 DEAD_LETTER_COLUMNS = ("received_at", "topic", "payload", "error")
 
 STAGING = "mesgw_events_staging"
+DEAD_STAGING = "mesgw_dead_letters_staging"
 
 # Created once per session and emptied at every commit, rather than created and dropped per
 # batch: no catalog churn, and asyncpg's cached COPY introspection stays valid.
@@ -58,6 +59,21 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGING} (
     topic    text
 ) ON COMMIT DELETE ROWS
 """
+
+_CREATE_DEAD_STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS {DEAD_STAGING} (
+    received_at timestamptz,
+    topic       text,
+    payload     bytea,
+    error       text
+) ON COMMIT DELETE ROWS
+"""
+_DEAD_COLUMN_LIST = ", ".join(DEAD_LETTER_COLUMNS)
+# A redelivered batch (acks lost after the commit) must not store its dead letters twice.
+_MERGE_DEAD = (
+    f"INSERT INTO dead_letters ({_DEAD_COLUMN_LIST}) SELECT {_DEAD_COLUMN_LIST}"
+    f" FROM {DEAD_STAGING} ON CONFLICT DO NOTHING"
+)
 
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 _MERGE = (
@@ -172,9 +188,11 @@ async def write_batch(
                 await conn.copy_records_to_table(STAGING, records=rows, columns=EVENT_COLUMNS)
                 inserted = rowcount(await conn.execute(_MERGE))
             if letters:
+                await conn.execute(_CREATE_DEAD_STAGING)
                 await conn.copy_records_to_table(
-                    "dead_letters", records=letters, columns=DEAD_LETTER_COLUMNS
+                    DEAD_STAGING, records=letters, columns=DEAD_LETTER_COLUMNS
                 )
+                await conn.execute(_MERGE_DEAD)
             return inserted
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
         raise StoreError(

@@ -89,7 +89,11 @@ async def conn(migrated: str) -> AsyncIterator[asyncpg.Connection]:
 async def test_migrate_creates_the_contract_tables_and_is_idempotent(pg_dsn: str) -> None:
     cfg = store(pg_dsn, timescaledb="auto")  # the local server has no TimescaleDB
     first = await migrate(cfg)
-    assert first.applied == ["0001_core.sql", "0002_timeseries.plain.sql"]
+    assert first.applied == [
+        "0001_core.sql",
+        "0002_timeseries.plain.sql",
+        "0003_dead_letters_once.sql",
+    ]
     assert first.timescaledb is False
 
     second = await migrate(cfg)
@@ -119,6 +123,7 @@ async def test_migrate_creates_the_contract_tables_and_is_idempotent(pg_dsn: str
     assert [tuple(r) for r in rows] == [
         ("0001", "plain", "0001_core.sql"),
         ("0002", "plain", "0002_timeseries.plain.sql"),
+        ("0003", "plain", "0003_dead_letters_once.sql"),
     ]
     assert view == "VIEW"
     assert pk == "PRIMARY KEY (event_id, ts)"
@@ -168,23 +173,23 @@ async def test_a_failing_migration_is_rolled_back_and_named(
     migrated: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = copy_migrations(tmp_path)
-    (files / "0003_broken.sql").write_text(
+    (files / "0099_broken.sql").write_text(
         "CREATE TABLE half_done (x int);\nALTER TABLE no_such_table ADD COLUMN y int;\n"
     )
     monkeypatch.setattr(migrate_module, "MIGRATIONS_DIR", files)
-    with pytest.raises(MigrationError, match=r"0003_broken\.sql failed") as info:
+    with pytest.raises(MigrationError, match=r"0099_broken\.sql failed") as info:
         await migrate(store(migrated))
     assert isinstance(info.value.__cause__, asyncpg.UndefinedTableError)
     c = await asyncpg.connect(migrated)
     try:
         assert await c.fetchval("SELECT to_regclass('half_done')") is None
-        assert await c.fetchval("SELECT max(version) FROM schema_migrations") == "0002"
+        assert await c.fetchval("SELECT max(version) FROM schema_migrations") == "0003"
     finally:
         await c.close()
 
     # Once fixed, the next run applies it.
-    (files / "0003_broken.sql").write_text("CREATE TABLE half_done (x int);\n")
-    assert (await migrate(store(migrated))).applied == ["0003_broken.sql"]
+    (files / "0099_broken.sql").write_text("CREATE TABLE half_done (x int);\n")
+    assert (await migrate(store(migrated))).applied == ["0099_broken.sql"]
 
 
 async def test_a_migration_unknown_to_this_gateway_is_refused(migrated: str) -> None:
@@ -311,7 +316,8 @@ async def test_write_batch_keeps_dead_letters_byte_for_byte(conn: asyncpg.Connec
     assert {r["received_at"] for r in rows} == {when}
 
     # Dead letters alone are a valid batch.
-    assert await write_batch(conn, [], dead[:1]) == 0
+    another = DeadLetter(topic="mes/v1/x/3", payload=b"{", error="bad 3", received_at=when)
+    assert await write_batch(conn, [], [another]) == 0
     assert await conn.fetchval("SELECT count(*) FROM dead_letters") == 4
     assert await write_batch(conn, [], []) == 0
 
@@ -458,3 +464,19 @@ async def test_stored_data_is_the_validated_model_not_the_loose_input(
     assert await write_batch(conn, [item], []) == 1
     data = json.loads(await conn.fetchval("select data from events"))
     assert data["good"] == 3 and data["quality"] == "ok"
+
+
+async def test_a_redelivered_batch_stores_its_dead_letters_once(
+    conn: asyncpg.Connection,
+) -> None:
+    letter = DeadLetter("mes/v1/s1/a1/l1/m1/count", b"\xffnot json", "invalid JSON", T0)
+    event = received(count_event(1))
+    assert await write_batch(conn, [event], [letter, letter]) == 1
+    assert await write_batch(conn, [event], [letter]) == 0  # the broker delivered it again
+    other = DeadLetter("mes/v1/s1/a1/l1/m2/count", b"\xffnot json", "invalid JSON", T0)
+    await write_batch(conn, [], [other])  # same bytes on another topic is another letter
+    rows = await conn.fetch("select topic, payload from dead_letters order by id")
+    assert [(r["topic"], bytes(r["payload"])) for r in rows] == [
+        (letter.topic, letter.payload),
+        (other.topic, other.payload),
+    ]

@@ -50,7 +50,11 @@ async def jobs(dsn: str) -> dict[str, dict[str, Any]]:
 
 async def test_timescaledb_schema_policies_and_flavour(timescale_dsn: str) -> None:
     first = await migrate(store(timescale_dsn, timescaledb="auto"))
-    assert first.applied == ["0001_core.sql", "0002_timeseries.timescaledb.sql"]
+    assert first.applied == [
+        "0001_core.sql",
+        "0002_timeseries.timescaledb.sql",
+        "0003_dead_letters_once.sql",
+    ]
     assert first.timescaledb is True
 
     c = await asyncpg.connect(timescale_dsn)
