@@ -107,6 +107,10 @@ class Recorder:
         self._client.on_message = self._on_message
         # A batch never waits for more than the broker will send without our acks.
         self._batch_max = max(1, min(rec.batch_max, rec.receive_maximum))
+        # Deliveries held in memory are bounded: above the high mark the network thread
+        # stops reading (the broker keeps the rest), below the low mark it reads again.
+        self._high_water = 2 * max(rec.receive_maximum, self._batch_max)
+        self._low_water = self._high_water // 2
         self._pending: collections.deque[_Arrival] = collections.deque()
         self._arrived = asyncio.Event()
         self._stop = asyncio.Event()
@@ -177,6 +181,7 @@ class Recorder:
         self._pending = collections.deque(
             a for a in self._pending if not self._redelivered(a.message)
         )
+        self._drained()
         # Also on a resumed session: a broker that lost its state would otherwise leave us
         # connected and deaf.
         retain_handling = _RETAIN_IF_NEW if self._client.protocol == "5" else 0
@@ -209,6 +214,12 @@ class Recorder:
                 event, error = None, str(err)
         self._pending.append(_Arrival(message, event, error))
         self._arrived.set()
+        if len(self._pending) >= self._high_water:
+            self._client.pause_reading(True)
+
+    def _drained(self) -> None:
+        if len(self._pending) <= self._low_water:
+            self._client.pause_reading(False)
 
     # -- the batch loop ---------------------------------------------------------------------
 
@@ -259,6 +270,7 @@ class Recorder:
         batch: list[_Arrival] = []
         while self._pending and len(batch) < self._batch_max and self._pending[0].epoch == epoch:
             batch.append(self._pending.popleft())
+        self._drained()
         return batch
 
     async def _commit(self, batch: list[_Arrival]) -> None:

@@ -357,6 +357,7 @@ class MqttClient:
         self._poke_r: socket.socket | None = None
         self._poke_w: socket.socket | None = None
         self._poke_pending = False
+        self._read_paused = False  # set on the event loop, read by the network thread
 
         # Loop-side state.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -490,6 +491,18 @@ class MqttClient:
         if self._thread is not None:
             await self._stopped.wait()
 
+    def pause_reading(self, paused: bool) -> None:
+        """Stop (or resume) taking deliveries off the socket.
+
+        Mosquitto 2.0 does not always hold to our Receive Maximum once acks flow, so a
+        consumer slower than the broker uses this to bound what it holds in memory: TCP
+        backpressure then keeps the rest queued at the broker.
+        """
+        if paused != self._read_paused:
+            self._read_paused = paused
+            if not paused:
+                self._poke()
+
     def _poke(self) -> None:
         if not self._poke_pending and self._poke_w is not None:
             self._poke_pending = True
@@ -609,11 +622,15 @@ class MqttClient:
         with contextlib.suppress(OSError):
             while poke.recv(4096):
                 pass
+        paused = self._read_paused
         # TLS may hold decrypted bytes that select() cannot see.
-        buffered = self._paho.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
+        buffered = not paused and (
+            self._paho.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
+        )
         wlist = [sock] if self._paho.want_write() else []
+        rlist = [poke] if paused else [sock, poke]
         try:
-            readable, _, _ = select.select([sock, poke], wlist, [], 0.0 if buffered else timeout)
+            readable, _, _ = select.select(rlist, wlist, [], 0.0 if buffered else timeout)
         except (OSError, ValueError, TypeError):  # the socket was closed under us
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         if sock in readable or buffered:
