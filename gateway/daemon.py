@@ -194,8 +194,15 @@ async def run_recorder(settings: Settings, *, notifier: Notifier | None = None) 
             log.info("recorder started", version=__version__)
             await stop.wait()
             n.stopping()
-            async with asyncio.timeout(settings.gateway.shutdown_timeout_s):
-                await recorder.stop()
+            try:
+                async with asyncio.timeout(settings.gateway.shutdown_timeout_s):
+                    await recorder.stop()
+            except TimeoutError:
+                # Nothing is lost: what was not committed was not acknowledged either.
+                log.error(
+                    "shutdown limit reached; cancelling the recorder",
+                    limit_s=settings.gateway.shutdown_timeout_s,
+                )
             task.cancel()
             if watchdog is not None:
                 watchdog.cancel()

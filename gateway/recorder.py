@@ -48,6 +48,7 @@ _RETAIN_IF_NEW = 1
 # The longest a batch write (connect included) may take before the connection is
 # considered dead; the batch is then retried on a new one (duplicates are dropped).
 WRITE_TIMEOUT_S = 60.0
+PRUNE_SLICE_S = 5.0
 # A pause in deliveries this long closes a batch early (see `_next_batch`).
 _GAP_S = 0.005
 # SQLSTATE classes of errors caused by the data itself (22 data exception, 23 integrity
@@ -408,10 +409,19 @@ class Recorder:
     async def _prune(self) -> float:
         """Apply event retention; returns the seconds until the next attempt."""
         try:
-            conn = await self._connection()
-            deleted = await prune(conn, self._settings.store)
+            # A first prune of a long history can take minutes on plain PostgreSQL; it
+            # shares the connection with recording, so it runs in slices (each batch of
+            # deletes commits on its own) and continues at the next quiet moment.
+            async with asyncio.timeout(PRUNE_SLICE_S):
+                conn = await self._connection()
+                deleted = await prune(conn, self._settings.store)
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            # The cancelled statement leaves the session in doubt: start a fresh one.
+            await self._close_db()
+            log.info("pruning old events continues later", slice_s=PRUNE_SLICE_S)
+            return PRUNE_SLICE_S
         except Exception as err:
             if _unreachable(err):
                 await self._db_failed(err)
