@@ -326,29 +326,20 @@ async def test_an_event_postgres_cannot_hold_becomes_a_dead_letter(
     conn: asyncpg.Connection,
 ) -> None:
     good = count_event(1)
-    nul = Event(
-        event_id=uuid7(),
-        type="state",
-        ts=T0,
-        gateway="gw-01",
-        seq=2,
-        site="s1",
-        area="a1",
-        line="l1",
-        machine="m1",
-        data=StateData(bucket="down", reason="jam\x00", since=T0),
-    )
-    backslash = Event(
-        event_id=uuid7(),
-        type="state",
-        ts=T0,
-        gateway="gw-01",
-        seq=3,
-        site="s1",
-        area="a1",
-        line="l1",
-        machine="m1",
-        data=StateData(bucket="down", reason="C:\\u0000", since=T0),
+    nul, backslash = (
+        Event(
+            event_id=uuid7(),
+            type="state",
+            ts=T0,
+            gateway="gw-01",
+            seq=seq,
+            site="s1",
+            area="a1",
+            line="l1",
+            machine="m1",
+            data=StateData(bucket="down", reason=reason, since=T0),
+        )
+        for seq, reason in ((2, "jam\x00"), (3, "C:\\u0000"))
     )
     assert await write_batch(conn, [received(good), received(nul), received(backslash)], []) == 2
     letter = await conn.fetchrow("SELECT payload, error FROM dead_letters")
