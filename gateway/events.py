@@ -40,6 +40,7 @@ EventType = Literal[
     "downtime.ended",
     "order.started",
     "order.ended",
+    "shift.started",
 ]
 
 
@@ -78,6 +79,9 @@ class CountData(_Frozen):
     start: Timestamp
     end: Timestamp
     quality: CountQuality = "ok"
+    ideal_cycle_time_s: float | None = Field(
+        None, gt=0, description="in force for these parts (order's, else machine's); for OEE"
+    )
 
 
 class StateData(_Frozen):
@@ -97,6 +101,9 @@ class DowntimeData(_Frozen):
     category: str | None = None
     planned: bool = False
     source: Literal["auto", "clerk"] = "auto"
+    micro_stop: bool | None = Field(
+        None, description="set when ended: shorter than the machine's micro_stop_s"
+    )
 
 
 class OrderData(_Frozen):
@@ -108,6 +115,20 @@ class OrderData(_Frozen):
     origin: Literal["mqtt", "http", "cli", "plc", "schedule", "synthetic"] = "mqtt"
 
 
+class ShiftBreak(_Frozen):
+    start: Timestamp
+    end: Timestamp
+
+
+class ShiftData(_Frozen):
+    shift_id: str = Field(min_length=1, description="unique per calendar and shift occurrence")
+    calendar: str = Field(min_length=1)
+    name: str | None = None
+    start: Timestamp
+    end: Timestamp
+    breaks: list[ShiftBreak] = Field(default_factory=list)
+
+
 DATA_MODELS: dict[str, type[_Frozen]] = {
     "count": CountData,
     "state": StateData,
@@ -116,6 +137,7 @@ DATA_MODELS: dict[str, type[_Frozen]] = {
     "downtime.ended": DowntimeData,
     "order.started": OrderData,
     "order.ended": OrderData,
+    "shift.started": ShiftData,
 }
 
 
@@ -130,13 +152,19 @@ def _data_shape(value: Any) -> str | None:
     return type(value).__name__
 
 
-_SHAPE_KEYS = (("bucket", "StateData"), ("downtime_id", "DowntimeData"), ("order_id", "OrderData"))
+_SHAPE_KEYS = (
+    ("bucket", "StateData"),
+    ("downtime_id", "DowntimeData"),
+    ("order_id", "OrderData"),
+    ("shift_id", "ShiftData"),
+)
 
 EventData = Annotated[
     Annotated[CountData, Tag("CountData")]
     | Annotated[StateData, Tag("StateData")]
     | Annotated[DowntimeData, Tag("DowntimeData")]
-    | Annotated[OrderData, Tag("OrderData")],
+    | Annotated[OrderData, Tag("OrderData")]
+    | Annotated[ShiftData, Tag("ShiftData")],
     Discriminator(_data_shape),
 ]
 
@@ -185,7 +213,7 @@ class Draft:
     area: str
     line: str
     machine: str
-    data: CountData | StateData | DowntimeData | OrderData
+    data: CountData | StateData | DowntimeData | OrderData | ShiftData
     order: str | None = None
     shift: str | None = None
 
@@ -280,6 +308,8 @@ def publications(event: Event, prefix: str) -> list[Publication]:
         ]
     if kind == "order.started":
         return [Publication(f"{root}/order", body, True)]
+    if kind == "shift.started":
+        return [Publication(f"{root}/shift", body, True)]
     # order.ended: the event itself, then clear the retained active order.
     return [Publication(f"{root}/order", body, False), Publication(f"{root}/order", b"", True)]
 
@@ -289,7 +319,7 @@ def status_topic(prefix: str, site: str, gateway_id: str) -> str:
 
 
 # The topic filters a recorder subscribes to: every event topic, none of the retained copies.
-EVENT_TOPIC_SUFFIXES = ("count", "state", "downtime", "order")
+EVENT_TOPIC_SUFFIXES = ("count", "state", "downtime", "order", "shift")
 
 
 def event_filters(prefix: str) -> list[str]:
