@@ -1,0 +1,1 @@
+"""Modbus TCP / RTU connector: coalesced polling of typed tags, one task per device."""
