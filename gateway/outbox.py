@@ -36,7 +36,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,9 @@ _SCHEMA = (
     " id INTEGER PRIMARY KEY, appended_at REAL NOT NULL, body BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('last_seq', 0)",
+    # The rules' saved state (counter baselines, open states, active orders), one row per
+    # key, written in the same transaction as the events it produced.
+    "CREATE TABLE IF NOT EXISTS rules_state (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
 )
 _BUSY_TIMEOUT_MS = 10_000
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # what a reset WAL is cut back to
@@ -95,6 +98,7 @@ class _Snapshot:
 class _Append:
     drafts: Sequence[Draft]
     future: asyncio.Future[list[Event]]
+    state: Mapping[str, bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -265,22 +269,35 @@ class Outbox:
 
     # -- the public queue --------------------------------------------------------------------
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Event]:
-        """Seal and durably commit `drafts` in order; returns the events once committed."""
+    async def append(
+        self, drafts: Sequence[Draft], state: Mapping[str, bytes] | None = None
+    ) -> list[Event]:
+        """Seal and durably commit `drafts` in order; returns the events once committed.
+
+        `state` rows (key → bytes) are saved in the same transaction: the rules' baselines
+        never get ahead of, or fall behind, the events they produced.
+        """
         self._check_usable()
         batch = tuple(drafts)
-        if not batch:
+        if not batch and not state:
             return []
         await self._admit(len(batch))
         if self._closing:
             self._release(len(batch))
             raise OutboxClosed(f"outbox {self.path} is closed")
-        entry = _Append(batch, asyncio.get_running_loop().create_future())
+        entry = _Append(batch, asyncio.get_running_loop().create_future(), state)
         self._appends.append(entry)
         self._queued += len(batch)
         self._work.set()
         # A caller cancelled here may still see its events committed: the write is not undone.
         return await entry.future
+
+    async def load_state(self) -> dict[str, bytes]:
+        """The rules' state as last committed with `append(…, state=…)`."""
+        self._check_usable()
+        assert self._reader is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._r_state)
 
     async def peek(self, after_id: int, limit: int) -> list[OutboxRow]:
         """Up to `limit` waiting rows with id > `after_id`, in id order."""
@@ -410,7 +427,7 @@ class Outbox:
                 job = loop.run_in_executor(
                     self._writer,
                     self._w_batch,
-                    [a.drafts for a in appends],
+                    [(a.drafts, a.state) for a in appends],
                     [i for r in removes for i in r.ids],
                 )
                 # Callers learn the real outcome even if this task is cancelled mid-commit.
@@ -615,14 +632,17 @@ class Outbox:
             os.close(self._lock_fd)  # closing the descriptor drops the flock
             self._lock_fd = None
 
-    def _w_batch(self, groups: list[Sequence[Draft]], removes: list[int]) -> _BatchResult:
+    def _w_batch(
+        self, groups: list[tuple[Sequence[Draft], Mapping[str, bytes] | None]], removes: list[int]
+    ) -> _BatchResult:
         conn = self._wconn
         snap = self._snap
         assert conn is not None and snap is not None
         seq = snap.last_seq
         sealed: list[list[Event] | Exception] = []
         rows: list[tuple[int, bytes]] = []
-        for drafts in groups:
+        states: dict[str, bytes] = {}
+        for drafts, state in groups:
             try:
                 events = [
                     d.seal(event_id=uuid7(), seq=seq + i, gateway=self._gateway, site=self._site)
@@ -632,12 +652,14 @@ class Outbox:
                 sealed.append(err)
                 continue
             sealed.append(events)
+            if state:
+                states.update(state)  # later appends carry the newer state
             seq += len(events)
             rows.extend((e.seq, e.to_json()) for e in events)
-        if not rows and not removes:
+        if not rows and not removes and not states:
             return _BatchResult(sealed=sealed, removed=0, inserted=0)
         now = self._clock()
-        lazy = not rows and self._cfg.synchronous == "full"
+        lazy = not rows and not states and self._cfg.synchronous == "full"
         if lazy:
             conn.execute("PRAGMA synchronous = NORMAL")
         try:
@@ -655,6 +677,12 @@ class Outbox:
                         ((row_id, now, body) for row_id, body in rows),
                     )
                     conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (seq,))
+                if states:
+                    conn.executemany(
+                        "INSERT INTO rules_state (key, value) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        states.items(),
+                    )
                 first = None
                 newest = seq if rows else snap.newest_id
                 if removed:
@@ -699,6 +727,11 @@ class Outbox:
         conn = _connect(self.path)
         conn.execute("PRAGMA query_only = ON")
         self._rconn = conn
+
+    def _r_state(self) -> dict[str, bytes]:
+        conn = self._rconn
+        assert conn is not None
+        return {k: bytes(v) for k, v in conn.execute("SELECT key, value FROM rules_state")}
 
     def _r_close(self) -> None:
         if self._rconn is not None:

@@ -432,3 +432,23 @@ async def test_kill_9_loses_no_acknowledged_event(tmp_path: Path, synchronous: s
         assert seqs == list(range(1, len(seqs) + 1))  # and nothing missing in between
         assert box.stats().last_seq == len(seqs) == crashed.last_seq == crashed.depth
         assert [e.seq for e in await box.append([draft()])] == [len(seqs) + 1]
+
+
+async def test_rules_state_commits_with_its_events_and_survives_reopen(tmp_path: Path) -> None:
+    naive = Draft(
+        type="count", ts=datetime(2026, 1, 1), area="a", line="l", machine="m", data=draft().data
+    )
+    async with opened(tmp_path) as box:
+        assert await box.load_state() == {}
+        await box.append([draft()], state={"m1": b"one", "m2": b"two"})
+        await box.append([], state={"m2": b"two-b"})  # state alone, no events
+        results = await asyncio.gather(
+            box.append([draft()], state={"m1": b"newer"}),
+            box.append([naive], state={"m1": b"from-a-failed-append"}),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], ValidationError)
+        assert await box.load_state() == {"m1": b"newer", "m2": b"two-b"}
+    async with opened(tmp_path) as box:
+        assert await box.load_state() == {"m1": b"newer", "m2": b"two-b"}
+        assert box.stats().depth == 2
