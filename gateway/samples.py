@@ -1,0 +1,197 @@
+"""The raw-sample log: what the connectors read, as JSON lines, for `mesgw replay`.
+
+One file per UTC day (`samples-YYYYMMDD.jsonl`), one reading per line:
+
+    {"ts": "2026-11-22T08:00:01.250Z", "machine": "filler-1", "tag": "good", "value": 1234,
+     "quality": "good"}
+    {"ts": "…", "machine": "filler-1", "link": "down", "error": "connection refused"}
+    {"ts": "…", "machine": "filler-1", "command": "start", "order_id": "WO-1", "origin": "http"}
+
+Samples are logged when their value or quality changes (report by exception): the rules
+react to changes and to the passing of time, which replay rebuilds from the timestamps, so
+the log replays to the same events at a fraction of the volume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, get_args
+
+from connectors.sample import Link, Quality, Reading, Sample
+from gateway.errors import GatewayError
+from rules.inputs import OrderCommand, OrderOrigin
+
+Logged = Reading | OrderCommand
+_QUALITIES = set(get_args(Quality))
+_ORIGINS = set(get_args(OrderOrigin))
+
+
+class SampleLogError(GatewayError):
+    """A sample log line that cannot be read; names the file and line."""
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_line(item: Logged) -> str:
+    """One reading or command as a JSON line (without the newline)."""
+    if isinstance(item, Sample):
+        record: dict[str, Any] = {
+            "ts": _iso(item.ts),
+            "machine": item.machine,
+            "tag": item.tag,
+            "value": item.value,
+            "quality": item.quality,
+        }
+        if item.status is not None:
+            record["status"] = item.status
+    elif isinstance(item, Link):
+        record = {"ts": _iso(item.ts), "machine": item.machine, "link": "up" if item.up else "down"}
+        if item.error is not None:
+            record["error"] = item.error
+    else:
+        record = {"ts": _iso(item.ts), "machine": item.machine, "command": item.action}
+        for key in ("order_id", "product", "quantity", "ideal_cycle_time_s"):
+            value = getattr(item, key)
+            if value is not None:
+                record[key] = value
+        record["origin"] = item.origin
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+def _timestamp(raw: Any) -> datetime:
+    if not isinstance(raw, str):
+        raise ValueError("ts must be an ISO-8601 string")
+    ts = datetime.fromisoformat(raw)
+    if ts.utcoffset() is None:
+        raise ValueError("ts must carry a time zone")
+    return ts.astimezone(UTC)
+
+
+def _text(record: dict[str, Any], key: str) -> str:
+    value = record.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} must be a non-empty string")
+    return value
+
+
+def from_line(line: str) -> Logged:
+    """Parse one JSON line; raises ValueError saying what is wrong."""
+    record = json.loads(line)
+    if not isinstance(record, dict):
+        raise ValueError("a line must be a JSON object")
+    ts = _timestamp(record.get("ts"))
+    machine = _text(record, "machine")
+    if "link" in record:
+        if record["link"] not in ("up", "down"):
+            raise ValueError("link must be 'up' or 'down'")
+        return Link(machine=machine, up=record["link"] == "up", ts=ts, error=record.get("error"))
+    if "command" in record:
+        if record["command"] not in ("start", "stop"):
+            raise ValueError("command must be 'start' or 'stop'")
+        origin = record.get("origin", "cli")
+        if origin not in _ORIGINS:
+            raise ValueError(f"origin must be one of {', '.join(sorted(_ORIGINS))}")
+        return OrderCommand(
+            machine=machine,
+            action=record["command"],
+            ts=ts,
+            origin=origin,
+            order_id=record.get("order_id"),
+            product=record.get("product"),
+            quantity=record.get("quantity"),
+            ideal_cycle_time_s=record.get("ideal_cycle_time_s"),
+        )
+    quality = record.get("quality", "good")
+    if quality not in _QUALITIES:
+        raise ValueError(f"quality must be one of {', '.join(sorted(_QUALITIES))}")
+    value = record.get("value")
+    if value is not None and not isinstance(value, bool | int | float | str):
+        raise ValueError("value must be a number, string, boolean or null")
+    return Sample(
+        machine=machine,
+        tag=_text(record, "tag"),
+        value=value,
+        ts=ts,
+        quality=quality,
+        status=record.get("status"),
+    )
+
+
+def read_log(path: Path) -> Iterator[Logged]:
+    """Every reading of a sample log file, in file order; errors name file and line."""
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as err:
+        raise SampleLogError(f"{path}: cannot read: {err.strerror}") from err
+    with fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield from_line(line)
+            except (ValueError, TypeError) as err:
+                raise SampleLogError(f"{path}:{number}: {err}") from err
+
+
+class SampleLog:
+    """Appends readings that changed to the day's file; `flush()` writes them out."""
+
+    def __init__(self, directory: Path, *, keep_days: int = 14) -> None:
+        self.directory = directory
+        self.keep_days = keep_days
+        self._last: dict[tuple[str, str], tuple[object, str]] = {}
+        self._pending: list[tuple[str, str]] = []  # (day, line)
+        self.written = 0
+
+    def add(self, items: Iterable[Logged]) -> None:
+        for item in items:
+            if isinstance(item, Sample):
+                key = (item.machine, item.tag)
+                # type() keeps 1 and True (and 1 and 1.0) apart: the rules may treat them so.
+                seen = (type(item.value), item.value), item.quality
+                if self._last.get(key) == seen:
+                    continue
+                self._last[key] = seen
+            elif isinstance(item, Link) and not item.up:
+                # After a gap, the first value of every tag is news again.
+                for key in [k for k in self._last if k[0] == item.machine]:
+                    del self._last[key]
+            day = item.ts.astimezone(UTC).strftime("%Y%m%d")
+            self._pending.append((day, to_line(item)))
+
+    def flush(self) -> int:
+        """Write pending lines (blocking: call from a worker thread); returns lines written."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return 0
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+        by_day: dict[str, list[str]] = {}
+        for day, line in pending:
+            by_day.setdefault(day, []).append(line)
+        for day, lines in by_day.items():
+            path = self.directory / f"samples-{day}.jsonl"
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write("\n".join(lines) + "\n")
+        self.written += len(pending)
+        return len(pending)
+
+    def prune(self, now: datetime) -> list[Path]:
+        """Delete day files older than keep_days (0 keeps all); returns what was deleted."""
+        if not self.keep_days or not self.directory.is_dir():
+            return []
+        oldest = (now.astimezone(UTC) - timedelta(days=self.keep_days)).strftime("%Y%m%d")
+        removed = []
+        for path in self.directory.glob("samples-*.jsonl"):
+            day = path.stem.removeprefix("samples-")
+            if day.isdigit() and day < oldest:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
