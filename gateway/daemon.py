@@ -11,75 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
 
 import structlog
 
 from gateway import __version__
-from gateway.backoff import Backoff
 from gateway.config import Settings
-from gateway.errors import OutboxFull
-from gateway.events import Draft
 from gateway.logging import get_logger
 from gateway.mqtt.publisher import Publisher
 from gateway.outbox import Outbox
+from gateway.pipeline import Pipeline
 from gateway.recorder import Recorder
 from gateway.synthetic import run_synthetic
 from gateway.systemd import Notifier
 
 log = get_logger("gateway.daemon")
-
-
-class Pipeline:
-    """Sources put event drafts on a bounded queue; one rules task commits them to the outbox."""
-
-    def __init__(self, outbox: Outbox, *, queue_size: int = 10_000, max_batch: int = 5000):
-        self.outbox = outbox
-        # None marks the end of the stream.
-        self.queue: asyncio.Queue[Sequence[Draft] | None] = asyncio.Queue(queue_size)
-        self.max_batch = max_batch
-
-    async def emit(self, drafts: Sequence[Draft]) -> None:
-        if drafts:
-            await self.queue.put(drafts)
-
-    async def run_rules(self) -> None:
-        """Commit drafts in arrival order, gathering what is queued into one append."""
-        while True:
-            item = await self.queue.get()
-            if item is None:
-                return
-            batch = list(item)
-            end = False
-            while len(batch) < self.max_batch and not self.queue.empty():
-                more = self.queue.get_nowait()
-                if more is None:
-                    end = True
-                    break
-                batch.extend(more)
-            await self._commit(batch)
-            if end:
-                return
-
-    async def _commit(self, batch: list[Draft]) -> None:
-        # Production counts and downtime are never dropped: a full outbox holds the batch
-        # here (and, through the bounded queue, the sources) until there is room again.
-        backoff = Backoff(base_s=0.5, cap_s=10.0)
-        while True:
-            try:
-                await self.outbox.append(batch)
-            except OutboxFull:
-                delay = backoff.next_delay()
-                if backoff.attempt == 1:
-                    log.warning("outbox full; holding events", held=len(batch))
-                await asyncio.sleep(delay)
-            else:
-                if backoff.attempt:
-                    log.info("outbox has room again; events committed", held=len(batch))
-                return
-
-    async def close(self) -> None:
-        await self.queue.put(None)
 
 
 async def _watchdog(notifier: Notifier) -> None:
