@@ -1,0 +1,435 @@
+"""One machine's OPC UA connection: subscribe to (or poll) its tags, reconnect when lost.
+
+After every connect the namespace URIs are looked up again and every monitored item is
+created again: a restarted server has forgotten our subscription and may have renumbered
+its namespaces. A tag whose item cannot be created is reported (logged once, a bad sample
+with the server's status) and the others carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.uaerrors import UaStatusCodeError
+
+from connectors.opcua.nodeid import NodeAddress, parse_node_id
+from connectors.opcua.session import open_session
+from connectors.opcua.values import Tag, status_name, to_sample
+from connectors.sample import Emit, Link, Reading, Sample
+from gateway.backoff import Backoff
+from gateway.config import OpcUaConnector, TagConfig
+from gateway.errors import GatewayError
+from gateway.logging import get_logger
+
+log = get_logger("connectors.opcua")
+_T = TypeVar("_T")
+
+DEFAULT_CHUNK = (
+    1000  # items per CreateMonitoredItems / nodes per Read when the server sets no limit
+)
+QUEUED_BATCHES = 16  # notification messages held between asyncua's publish loop and the emitter
+
+
+class SessionLost(GatewayError):
+    """The server closed the session, the connection dropped, or the subscription died."""
+
+
+class ServerSilent(GatewayError):
+    """Subscribed, but neither data nor keep-alive arrived within watchdog_s."""
+
+
+class EmitFailed(GatewayError):
+    """The consumer of our samples raised: not a connection problem, so not retried."""
+
+
+def describe(err: BaseException) -> str:
+    """One line for the log and the Link: the OPC UA status name where there is one."""
+    if isinstance(err, UaStatusCodeError):
+        return f"{status_name(err.code)}: {str(err).strip()}"
+    if isinstance(err, TimeoutError):
+        return "no answer in time"
+    text = str(err).strip()
+    if isinstance(err, GatewayError):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+class _Feed:
+    """asyncua's publish callback: whole notification messages become batches of samples."""
+
+    def __init__(self, machine: str, items: dict[int, Tag]) -> None:
+        self.machine = machine
+        self.items = items
+        self.batches: asyncio.Queue[list[Sample]] = asyncio.Queue(QUEUED_BATCHES)
+        self.last_heard = time.monotonic()
+        self.lost: str | None = None
+        self.lost_event = asyncio.Event()
+
+    async def on_publish(self, result: ua.PublishResult) -> None:
+        self.last_heard = time.monotonic()
+        data = result.NotificationMessage.NotificationData
+        if not data:
+            return  # keep-alive
+        received = datetime.now(UTC)
+        machine, items, samples = self.machine, self.items, []
+        for notification in data:
+            if type(notification) is ua.DataChangeNotification:
+                for item in notification.MonitoredItems:
+                    tag = items.get(item.ClientHandle)
+                    if tag is not None:
+                        samples.append(to_sample(machine, tag, item.Value, received))
+            elif isinstance(notification, ua.StatusChangeNotification):
+                self.lose(f"subscription status {status_name(notification.Status.value)}")
+        if samples:
+            await self.batches.put(samples)
+
+    def lose(self, reason: str) -> None:
+        if self.lost is None:
+            self.lost = reason
+        self.lost_event.set()
+
+
+class OpcUaDevice:
+    """Runs one machine's OPC UA connector until cancelled (the `Connector` protocol)."""
+
+    def __init__(
+        self, machine_id: str, connector: OpcUaConnector, tags: Mapping[str, TagConfig]
+    ) -> None:
+        self.machine = machine_id
+        self.cfg = connector
+        self.tags = [self._tag(name, tag) for name, tag in tags.items()]
+        self._link: bool | None = None
+        self._last_error: str | None = None
+        self._reported: dict[str, str] = {}  # tag -> problem logged last
+        self._check_s = min(1.0, connector.watchdog_s / 4)
+
+    def _tag(self, name: str, tag: TagConfig) -> Tag:
+        cfg = self.cfg
+        return Tag(
+            name=name,
+            address=parse_node_id(tag.address),
+            sampling_interval_s=(
+                tag.sampling_interval_s
+                if tag.sampling_interval_s is not None
+                else cfg.sampling_interval_s
+            ),
+            deadband=tag.deadband if tag.deadband is not None else cfg.deadband,
+            poll_interval_s=tag.poll_interval_s or cfg.poll_interval_s,
+            scale=tag.scale,
+            offset=tag.offset,
+        )
+
+    async def run(self, emit: Emit) -> None:
+        backoff = Backoff(base_s=self.cfg.reconnect_min_s, cap_s=self.cfg.reconnect_max_s)
+        while True:
+            try:
+                await self._session(emit, backoff)
+            except EmitFailed:
+                raise
+            except Exception as err:  # every other failure is the link's: report, retry
+                await self._down(emit, err)
+            await asyncio.sleep(backoff.next_delay())
+
+    # --- link state ------------------------------------------------------------------
+
+    async def _up(self, emit: Emit) -> None:
+        if self._link is False:
+            log.info("opcua link recovered", machine=self.machine, endpoint=self.cfg.endpoint)
+        elif self._link is None:
+            log.info("opcua connected", machine=self.machine, endpoint=self.cfg.endpoint)
+        self._link, self._last_error = True, None
+        await self._emit(emit, [Link(self.machine, True, datetime.now(UTC))])
+
+    async def _down(self, emit: Emit, err: BaseException) -> None:
+        error = describe(err)
+        if self._link is True:
+            log.warning(
+                "opcua link lost", machine=self.machine, endpoint=self.cfg.endpoint, error=error
+            )
+        elif error != self._last_error:
+            log.warning(
+                "opcua cannot connect",
+                machine=self.machine,
+                endpoint=self.cfg.endpoint,
+                error=error,
+            )
+        self._last_error = error
+        if self._link is not False:
+            self._link = False
+            await self._emit(emit, [Link(self.machine, False, datetime.now(UTC), error)])
+
+    async def _emit(self, emit: Emit, readings: Sequence[Reading]) -> None:
+        try:
+            await emit(readings)
+        except Exception as err:
+            raise EmitFailed(f"sample consumer failed: {err!r}") from err
+
+    def _problem(self, tag: str, problem: str | None) -> None:
+        """Log a tag's problem once (and its recovery once), however often it recurs."""
+        before = self._reported.get(tag)
+        if problem == before:
+            return
+        if problem is None:
+            self._reported.pop(tag, None)
+            log.info("opcua tag recovered", machine=self.machine, tag=tag)
+        else:
+            self._reported[tag] = problem
+            log.warning("opcua tag unavailable", machine=self.machine, tag=tag, status=problem)
+
+    # --- session ---------------------------------------------------------------------
+
+    async def _session(self, emit: Emit, backoff: Backoff) -> None:
+        cfg = self.cfg
+        async with open_session(cfg, watchdog_intervall=max(1.0, cfg.watchdog_s / 2)) as client:
+            feed_lost = asyncio.Event()
+            reason: list[str] = []
+
+            async def on_lost(exc: Exception) -> None:
+                reason.append(describe(exc) if str(exc) else "connection lost")
+                feed_lost.set()
+
+            client.connection_lost_callback = on_lost
+            namespaces = await client.get_namespace_array()
+            limits = await _limits(client)
+            await self._up(emit)
+            backoff.reset()
+            resolved, unresolved = self._resolve(namespaces)
+            if cfg.mode == "subscribe":
+                await self._subscribe(client, emit, resolved, unresolved, limits, feed_lost, reason)
+            else:
+                await self._poll(client, emit, resolved, unresolved, limits[1], feed_lost, reason)
+
+    def _resolve(
+        self, namespaces: Sequence[str]
+    ) -> tuple[list[tuple[Tag, ua.NodeId]], dict[Tag, str]]:
+        """Node ids for this server's namespace array; tags whose namespace it lacks apart."""
+        resolved, unresolved = [], {}
+        for tag in self.tags:
+            index = _namespace_index(tag.address, namespaces)
+            if index is None:
+                unresolved[tag] = f"BadNodeIdUnknown: namespace {tag.address.namespace_uri} unknown"
+                continue
+            resolved.append((tag, node_id(tag.address, index)))
+        return resolved, unresolved
+
+    async def _report_bad(self, emit: Emit, bad: Mapping[Tag, str]) -> None:
+        if not bad:
+            return
+        now = datetime.now(UTC)
+        for tag, problem in bad.items():
+            self._problem(tag.name, problem)
+        await self._emit(
+            emit, [Sample(self.machine, t.name, None, now, "bad", p) for t, p in bad.items()]
+        )
+
+    # --- subscription ----------------------------------------------------------------
+
+    async def _subscribe(
+        self,
+        client: Client,
+        emit: Emit,
+        resolved: list[tuple[Tag, ua.NodeId]],
+        unresolved: dict[Tag, str],
+        limits: tuple[int, int],
+        lost: asyncio.Event,
+        reason: list[str],
+    ) -> None:
+        cfg = self.cfg
+        feed = _Feed(self.machine, {})
+        interval_ms = cfg.publishing_interval_s * 1000
+        keepalive = max(1, int(cfg.watchdog_s / 3 / cfg.publishing_interval_s))
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=interval_ms,
+            RequestedLifetimeCount=keepalive * 6,
+            RequestedMaxKeepAliveCount=keepalive,
+            MaxNotificationsPerPublish=0,
+            PublishingEnabled=True,
+            Priority=0,
+        )
+        created = await client.uaclient.create_subscription(params, feed.on_publish)
+        failed = dict(unresolved)
+        failed.update(
+            await self._create_items(client, created.SubscriptionId, feed, resolved, limits[0])
+        )
+        for tag, _ in resolved:
+            if tag not in failed:
+                self._problem(tag.name, None)
+        await self._report_bad(emit, failed)
+        if not feed.items:
+            log.warning("opcua subscription has no items", machine=self.machine)
+
+        heard = time.monotonic()
+        while True:
+            try:
+                batch = await asyncio.wait_for(feed.batches.get(), self._check_s)
+            except TimeoutError:
+                batch = None
+            if batch is not None:
+                await self._emit(emit, batch)
+                heard = time.monotonic()
+            if lost.is_set():
+                raise SessionLost(reason[0] if reason else "connection lost")
+            if feed.lost is not None:
+                raise SessionLost(feed.lost)
+            silent = time.monotonic() - max(heard, feed.last_heard)
+            if silent > cfg.watchdog_s:
+                raise ServerSilent(
+                    f"no data or keep-alive for {silent:.0f} s (watchdog_s = {cfg.watchdog_s:g})"
+                )
+
+    async def _create_items(
+        self,
+        client: Client,
+        subscription_id: int,
+        feed: _Feed,
+        resolved: list[tuple[Tag, ua.NodeId]],
+        chunk: int,
+    ) -> dict[Tag, str]:
+        """Create every monitored item; the tags whose item the server refused, with why."""
+        cfg = self.cfg
+        requests = []
+        for handle, (tag, node) in enumerate(resolved, start=1):
+            feed.items[handle] = tag  # before the call: the first values may beat its answer
+            flt = None
+            if tag.deadband > 0:
+                flt = ua.DataChangeFilter(
+                    Trigger=ua.DataChangeTrigger.StatusValue,
+                    DeadbandType=ua.DeadbandType.Absolute,
+                    DeadbandValue=tag.deadband,
+                )
+            requests.append(
+                ua.MonitoredItemCreateRequest(
+                    ItemToMonitor=ua.ReadValueId(NodeId=node, AttributeId=AttributeIds.Value),
+                    MonitoringMode=ua.MonitoringMode.Reporting,
+                    RequestedParameters=ua.MonitoringParameters(
+                        ClientHandle=handle,
+                        SamplingInterval=tag.sampling_interval_s * 1000,
+                        Filter=flt,
+                        QueueSize=cfg.queue_size,
+                        DiscardOldest=True,
+                    ),
+                )
+            )
+        failed: dict[Tag, str] = {}
+        for part in _chunks(requests, chunk):
+            results = await client.uaclient.create_monitored_items(
+                ua.CreateMonitoredItemsParameters(
+                    SubscriptionId=subscription_id,
+                    TimestampsToReturn=ua.TimestampsToReturn.Both,
+                    ItemsToCreate=part,
+                )
+            )
+            for request, result in zip(part, results, strict=True):
+                if not result.StatusCode.is_good():
+                    tag = feed.items.pop(request.RequestedParameters.ClientHandle)
+                    failed[tag] = status_name(result.StatusCode.value)
+        return failed
+
+    # --- polling ---------------------------------------------------------------------
+
+    async def _poll(
+        self,
+        client: Client,
+        emit: Emit,
+        resolved: list[tuple[Tag, ua.NodeId]],
+        unresolved: dict[Tag, str],
+        chunk: int,
+        lost: asyncio.Event,
+        reason: list[str],
+    ) -> None:
+        """Read every due tag in one Read request (chunked by the server's limit) per cycle."""
+        groups: dict[float, list[tuple[Tag, ua.NodeId]]] = {}
+        for tag, node in resolved:
+            groups.setdefault(tag.poll_interval_s, []).append((tag, node))
+        bad_groups: dict[float, dict[Tag, str]] = {}
+        for tag, problem in unresolved.items():
+            bad_groups.setdefault(tag.poll_interval_s, {})[tag] = problem
+        due = dict.fromkeys(set(groups) | set(bad_groups), time.monotonic())
+        while True:
+            if lost.is_set():
+                raise SessionLost(reason[0] if reason else "connection lost")
+            now = time.monotonic()
+            ready = [interval for interval, at in due.items() if at <= now]
+            wanted = [pair for interval in ready for pair in groups.get(interval, ())]
+            values = await _read(client, [node for _, node in wanted], chunk)
+            received = datetime.now(UTC)
+            samples = []
+            for (tag, _), dv in zip(wanted, values, strict=True):
+                sample = to_sample(self.machine, tag, dv, received)
+                self._problem(tag.name, sample.status if sample.quality == "bad" else None)
+                samples.append(sample)
+            for interval in ready:
+                for tag, problem in bad_groups.get(interval, {}).items():
+                    self._problem(tag.name, problem)
+                    samples.append(Sample(self.machine, tag.name, None, received, "bad", problem))
+                # a late cycle is skipped, not caught up: the next read has the news anyway
+                due[interval] = max(due[interval] + interval, now)
+            if samples:
+                await self._emit(emit, samples)
+            wait = min(due.values()) - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), wait)
+
+
+def node_id(address: NodeAddress, index: int) -> ua.NodeId:
+    """The asyncua NodeId for an address whose namespace is now known by index."""
+    return ua.NodeId(cast(Any, address.identifier), cast(Any, index))
+
+
+def _namespace_index(address: NodeAddress, namespaces: Sequence[str]) -> int | None:
+    if address.namespace_uri is None:
+        return address.namespace_index
+    try:
+        return list(namespaces).index(address.namespace_uri)
+    except ValueError:
+        return None
+
+
+def _chunks(items: list[_T], size: int) -> Iterable[list[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def _limits(client: Client) -> tuple[int, int]:
+    """MaxMonitoredItemsPerCall and MaxNodesPerRead; DEFAULT_CHUNK where the server sets none."""
+    ids = (
+        ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+        ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+    )
+    try:
+        values = await client.uaclient.read_attributes(
+            [ua.NodeId(cast(Any, i)) for i in ids], AttributeIds.Value
+        )
+    except UaStatusCodeError:
+        return DEFAULT_CHUNK, DEFAULT_CHUNK
+    out = []
+    for dv in values:
+        good = dv.StatusCode is None or dv.StatusCode.is_good()
+        raw = dv.Value.Value if dv.Value is not None and good else None
+        out.append(int(raw) if isinstance(raw, int) and raw > 0 else DEFAULT_CHUNK)
+    return out[0], out[1]
+
+
+async def _read(client: Client, nodes: list[ua.NodeId], chunk: int) -> list[ua.DataValue]:
+    values: list[ua.DataValue] = []
+    for start in range(0, len(nodes), chunk):
+        params = ua.ReadParameters(
+            MaxAge=0,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            NodesToRead=[
+                ua.ReadValueId(NodeId=node, AttributeId=AttributeIds.Value)
+                for node in nodes[start : start + chunk]
+            ],
+        )
+        values += await client.uaclient.read(params)
+    return values
