@@ -9,10 +9,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from connectors.opcua.cli import register as register_opcua
 from gateway import __version__
 from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure
+from gateway.orders.cli import register as register_orders
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -122,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", help="inspect the local outbox")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
     with_config(add(outbox_sub, "stat", cmd_outbox_stat, "print outbox depth and oldest age"))
+    register_orders(sub)
+    register_opcua(sub)
     return parser
 
 

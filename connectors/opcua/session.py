@@ -96,7 +96,7 @@ async def _configure(cfg: OpcUaConnector, client: Client) -> None:
     client.product_uri = PRODUCT_URI
     # Short enough that a vanished gateway's session is freed soon; the supervisor's
     # keep-alive reads keep a live one open.
-    client.session_timeout = max(60.0, 10 * cfg.watchdog_s) * 1000
+    client.session_timeout = int(max(60.0, 10 * cfg.watchdog_s) * 1000)
     if cfg.username is not None:
         client.set_user(cfg.username)
     if cfg.password is not None:
