@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +189,12 @@ async def _running(device: Any, collector: Collector) -> AsyncIterator[asyncio.T
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@pytest.fixture
+def opcua_users() -> Users:
+    """One account, operator / s3cret, for a server started with users=…"""
+    return Users("operator", "s3cret")
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ async def test_status_codes_become_sample_quality(plant_server, collector, runni
     async with running(device, collector):
         await collector.wait_for(lambda: collector.values("speed") == [0.0])
         await server.write("Speed", 12.5, status=ua.StatusCodes.UncertainLastUsableValue)
-        await collector.wait_for(lambda: len([s for s in collector.samples if s.tag == "speed"]) == 2)
+        await collector.wait_for(lambda: sum(s.tag == "speed" for s in collector.samples) == 2)
         await server.write("Speed", 13.0, status=ua.StatusCodes.BadSensorFailure)
         await collector.wait_for(
             lambda: any(s.quality == "bad" for s in collector.samples if s.tag == "speed")
