@@ -6,6 +6,7 @@ Precedence, highest first: environment (`MESGW_MQTT__PASSWORD`), systemd credent
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -155,6 +156,46 @@ class RecorderSection(Section):
 class LoggingSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (`localhost`, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ApiSection(Section):
+    """The HTTP API for work orders (`mesgw order` uses it): loopback only unless a token is set."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8080, ge=0, le=65535, description="0 = any free port")
+    token: SecretStr | None = Field(None, description="bearer token; required off loopback")
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _token(self) -> ApiSection:
+        if self.token is None and self.token_file is not None:
+            object.__setattr__(self, "token", _read_secret_file(self.token_file))
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise ValueError("token must be at least 16 characters")
+        if self.enabled and self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host} is reachable from the network: set token or token_file "
+                "(without one anyone there could start and stop orders)"
+            )
+        return self
+
+
+class OrdersSection(Section):
+    schedule_csv: Path | None = Field(None, description="a schedule CSV imported at start")
+    command_max_age_s: float = Field(
+        60.0, ge=0, description="refuse commands whose ts/sent_at is older; 0 = no limit"
+    )
 
 
 TagRole = Literal[
@@ -412,6 +453,8 @@ class Settings(BaseSettings):
     store: StoreSection = StoreSection()
     recorder: RecorderSection = RecorderSection()
     logging: LoggingSection = LoggingSection()
+    api: ApiSection = ApiSection()
+    orders: OrdersSection = OrdersSection()
     machines: list[MachineConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
