@@ -10,9 +10,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
 from asyncua import ua
+from asyncua.ua.status_codes import code_to_name_doc
 
 from connectors.opcua.nodeid import NodeAddress
 from connectors.sample import Quality, Sample, Value
@@ -24,15 +25,11 @@ _names: dict[int, str] = {}
 
 
 def status_name(code: int) -> str:
-    """`BadNodeIdUnknown` for 0x80340000; hex for codes the standard does not name."""
+    """`BadNodeIdUnknown` for 0x80340000 (info bits ignored); hex for codes without a name."""
     name = _names.get(code)
     if name is None:
-        try:
-            name = ua.StatusCode(cast(Any, code)).name
-        except (KeyError, ValueError, AttributeError):
-            name = f"0x{code:08X}"
-        if not name or name.startswith("Unknown"):
-            name = f"0x{code:08X}"
+        known = code_to_name_doc.get(code & 0xFFFF0000)
+        name = known[0] if known is not None else f"0x{code:08X}"
         _names[code] = name
     return name
 
