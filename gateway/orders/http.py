@@ -44,7 +44,7 @@ from gateway.orders.commands import (
     request_id_of,
 )
 from gateway.orders.desk import OrderDesk, ScheduleRejected
-from gateway.orders.schedule import ScheduleError, parse_schedule
+from gateway.orders.schedule import ScheduleError, decode_schedule, parse_schedule
 from rules.inputs import OrderCommand, OrderOrigin
 
 log = get_logger("gateway.orders.http")
@@ -254,11 +254,9 @@ class OrderApi:
         charset = (request.charset or "utf-8").lower()
         if charset not in ("utf-8", "utf8"):
             return _error(415, f"charset {charset} not supported: send the CSV as UTF-8")
+        data = await request.read()
         try:
-            text = (await request.read()).decode("utf-8")
-        except UnicodeDecodeError as err:
-            return _error(422, f"not UTF-8 text (byte {err.start}); save the CSV as UTF-8")
-        try:
+            text = decode_schedule(data)
             orders = parse_schedule(text, machines=set(self._machines), source="schedule")
         except ScheduleError as err:
             log.info("schedule refused", problems=len(err.problems))

@@ -89,14 +89,21 @@ def parse_schedule(
 def read_schedule(path: Path, *, machines: Collection[str] | None = None) -> list[PlannedOrder]:
     """A schedule file → planned orders; raises ScheduleError (unreadable file included)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = path.read_bytes()
     except OSError as err:
         raise ScheduleError([f"cannot read: {err.strerror}"], source=str(path)) from err
+    return parse_schedule(decode_schedule(data, str(path)), machines=machines, source=str(path))
+
+
+def decode_schedule(data: bytes, source: str = "schedule") -> str:
+    """The CSV's text; raises ScheduleError naming the first line that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
         raise ScheduleError(
-            [f"not UTF-8 text (byte {err.start}); save the CSV as UTF-8"], source=str(path)
+            [f"line {line}: not UTF-8 text; save the CSV as UTF-8"], source=source
         ) from err
-    return parse_schedule(text, machines=machines, source=str(path))
 
 
 def _header(reader: CsvReader, problems: list[str]) -> dict[str, int] | None:

@@ -143,8 +143,9 @@ def test_read_schedule_names_the_file(tmp_path: Path) -> None:
     assert str(info.value) == f"{missing}: cannot read: No such file or directory"
     latin = tmp_path / "latin1.csv"
     latin.write_bytes("order_id,product,quantity,ideal_cycle_time_s\nA,Käse,1,\n".encode("latin-1"))
-    with pytest.raises(ScheduleError, match="not UTF-8 text"):
+    with pytest.raises(ScheduleError) as info:
         read_schedule(latin)
+    assert str(info.value) == f"{latin}: line 2: not UTF-8 text; save the CSV as UTF-8"
 
 
 async def test_startup_import_plans_the_file(tmp_path: Path, desk: MemoryDesk) -> None:
