@@ -258,25 +258,37 @@ def parse_stop(
     return command, request_id
 
 
+class OrderReply(BaseModel):
+    """The answer to a start/stop command, on MQTT and HTTP alike."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ok: bool
+    machine: str | None = Field(description="the machine addressed (None if not given)")
+    order_id: str | None = Field(description="the order concerned")
+    status: str | None = Field(
+        description="the order's status after the command: planned, running, completed"
+    )
+    error: str | None = Field(description="why nothing happened; None when ok")
+    request_id: str | None = Field(description="the command's request_id, echoed")
+
+
 def reply(result: CommandResult, request_id: str | None) -> dict[str, Any]:
-    """The reply body on MQTT and HTTP alike."""
-    return {
-        "ok": result.ok,
-        "machine": result.machine,
-        "order_id": result.order_id,
-        "status": result.status,
-        "error": result.error,
-        "request_id": request_id,
-    }
+    """The reply body for the desk's answer."""
+    return OrderReply.model_validate(
+        {
+            "ok": result.ok,
+            "machine": result.machine,
+            "order_id": result.order_id,
+            "status": result.status,
+            "error": result.error,
+            "request_id": request_id,
+        }
+    ).model_dump()
 
 
 def refusal(machine: str | None, error: str, request_id: str | None) -> dict[str, Any]:
     """The reply to a command that never reached the desk."""
-    return {
-        "ok": False,
-        "machine": machine,
-        "order_id": None,
-        "status": None,
-        "error": error,
-        "request_id": request_id,
-    }
+    return OrderReply(
+        ok=False, machine=machine, order_id=None, status=None, error=error, request_id=request_id
+    ).model_dump()
