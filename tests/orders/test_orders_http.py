@@ -87,7 +87,8 @@ async def test_start_stop_lifecycle(api: str, desk: MemoryDesk) -> None:
     assert (status, body["error"]) == (409, "order WO-9 is not running (WO-1 is)")
     status, body, _ = await call("POST", stop_url(api), json={})
     assert (status, body["order_id"], body["status"]) == (200, "WO-1", "completed")
-    status, body, _ = await call("POST", stop_url(api), json={})
+    empty = {"Content-Type": "application/json"}
+    status, body, _ = await call("POST", stop_url(api), data=b"", headers=empty)
     assert (status, body["error"]) == (409, "no order is running on filler-1")
     assert [(c.action, c.order_id, c.origin) for c in desk.commands] == [
         ("start", "WO-1", "http"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -276,3 +277,25 @@ async def test_a_desk_failure_is_an_error_reply_not_a_crash(broker: Broker, pref
         fine = await req.reply()
     assert broken.body["error"] == "internal error; see the gateway log"
     assert fine.body["ok"] is True
+
+
+async def test_listener_resubscribes_after_the_broker_restarts(
+    broker: Broker, prefix: str, desk: MemoryDesk
+) -> None:
+    topic = command_topic(prefix)
+    async with listening(broker, prefix, desk) as listener:
+        broker.stop()
+        broker.start()
+        async with requester(broker, prefix) as req:
+            # The listener's session was clean: it answers again once it has resubscribed.
+            for _ in range(100):
+                await req.send(topic, payload(action="start", order_id="WO-1"))
+                try:
+                    reply = await req.reply(timeout=0.2)
+                except queue.Empty:  # not subscribed again yet
+                    continue
+                break
+            else:
+                raise AssertionError("no reply after the broker restart")
+        assert listener.connected
+    assert reply.body["ok"] is True
