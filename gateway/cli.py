@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from connectors.modbus.cli import register as register_modbus
 from connectors.opcua.cli import register as register_opcua
 from gateway import __version__
 from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(add(outbox_sub, "stat", cmd_outbox_stat, "print outbox depth and oldest age"))
     register_orders(sub)
     register_opcua(sub)
+    register_modbus(sub)
     return parser
 
 
