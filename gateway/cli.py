@@ -16,6 +16,7 @@ from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure
 from gateway.orders.cli import register as register_orders
+from gateway.report import register as register_report
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_orders(sub)
     register_opcua(sub)
     register_modbus(sub)
+    register_report(sub)
     return parser
 
 

@@ -2,7 +2,9 @@
 
 `write_batch` is the recorder's path: one transaction per batch, COPY into a per-session
 staging table, then one INSERT … ON CONFLICT DO NOTHING into `events`, so redeliveries (same
-event_id) are dropped by the primary key, within a batch as well as across batches. Only COPY
+event_id) are dropped by the primary key, within a batch as well as across batches. The
+typed tables (counts, state intervals, downtimes, work orders, shifts) are derived from the
+same staging rows in the same transaction (`typed.py`), set-based and idempotent. Only COPY
 and single statements are used: PGlite, the TimescaleDB test harness, drops the connection on
 asyncpg's pipelined executemany.
 """
@@ -19,6 +21,7 @@ import asyncpg
 from gateway.errors import StoreError
 from gateway.events import Event, now_utc
 from gateway.store.db import rowcount
+from gateway.store.typed import STAGING, write_typed
 
 EVENT_COLUMNS = (
     "event_id",
@@ -37,7 +40,6 @@ EVENT_COLUMNS = (
 )
 DEAD_LETTER_COLUMNS = ("received_at", "topic", "payload", "error")
 
-STAGING = "mesgw_events_staging"
 DEAD_STAGING = "mesgw_dead_letters_staging"
 
 # Created once per session and emptied at every commit, rather than created and dropped per
@@ -164,13 +166,15 @@ def _clean(text: str) -> str:
 async def write_batch(
     conn: asyncpg.Connection, events: Sequence[Received], dead: Sequence[DeadLetter]
 ) -> int:
-    """Store `events` and `dead` letters in one transaction; returns how many events are new.
+    """Store `events`, their typed rows and `dead` letters in one transaction; returns how many
+    events are new.
 
     Duplicates (an event_id already stored, or repeated within `events`) are ignored. An
     event PostgreSQL cannot represent (U+0000 in a string) is stored as a dead letter instead
     of failing the batch. On any error nothing of the batch is stored and StoreError is raised.
     """
     rows: list[tuple[Any, ...]] = []
+    types: set[str] = set()
     letters = [(d.received_at, _clean(d.topic), d.payload, _clean(d.error)) for d in dead]
     for item in events:
         row = _record(item)
@@ -178,6 +182,7 @@ async def write_batch(
             letters.append((now_utc(), _clean(item.topic), item.payload, row))
         else:
             rows.append(row)
+            types.add(item.event.type)
     if not rows and not letters:
         return 0
     try:
@@ -187,6 +192,7 @@ async def write_batch(
                 await conn.execute(_CREATE_STAGING)
                 await conn.copy_records_to_table(STAGING, records=rows, columns=EVENT_COLUMNS)
                 inserted = rowcount(await conn.execute(_MERGE))
+                await write_typed(conn, types)
             if letters:
                 await conn.execute(_CREATE_DEAD_STAGING)
                 await conn.copy_records_to_table(

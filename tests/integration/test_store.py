@@ -49,6 +49,7 @@ TABLES = {
     "exports",
     "dead_letters",
     "schema_migrations",
+    "oee_settings",
 }
 PLAIN_FILES = [m.file for m in load_migrations("plain")]
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123000, tzinfo=UTC)
@@ -93,6 +94,8 @@ async def test_migrate_creates_the_contract_tables_and_is_idempotent(pg_dsn: str
         "0001_core.sql",
         "0002_timeseries.plain.sql",
         "0003_dead_letters_once.sql",
+        "0004_typed_tables.sql",
+        "0005_oee.sql",
     ]
     assert first.timescaledb is False
 
@@ -124,6 +127,8 @@ async def test_migrate_creates_the_contract_tables_and_is_idempotent(pg_dsn: str
         ("0001", "plain", "0001_core.sql"),
         ("0002", "plain", "0002_timeseries.plain.sql"),
         ("0003", "plain", "0003_dead_letters_once.sql"),
+        ("0004", "plain", "0004_typed_tables.sql"),
+        ("0005", "plain", "0005_oee.sql"),
     ]
     assert view == "VIEW"
     assert pk == "PRIMARY KEY (event_id, ts)"
@@ -183,7 +188,7 @@ async def test_a_failing_migration_is_rolled_back_and_named(
     c = await asyncpg.connect(migrated)
     try:
         assert await c.fetchval("SELECT to_regclass('half_done')") is None
-        assert await c.fetchval("SELECT max(version) FROM schema_migrations") == "0003"
+        assert await c.fetchval("SELECT max(version) FROM schema_migrations") == "0005"
     finally:
         await c.close()
 

@@ -1,0 +1,239 @@
+"""`mesgw report oee`: OEE per order, shift or machine-hour, as the store's SQL computes it.
+
+The figures come from the SQL functions `oee_by_order`, `oee_by_shift` and
+`oee_by_machine_hour` (migration 0005), so this report, the review UI and an ad-hoc query
+all give the same numbers; this module only selects and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from gateway.config import DEFAULT_CONFIG, StoreSection, load_config
+from gateway.errors import GatewayError, StoreError
+from gateway.logging import configure
+
+Grain = Literal["order", "shift", "hour"]
+
+# The SQL function behind each grain and how its rows are ordered within a machine (time
+# outside any order or shift first).
+_FUNCTIONS: Final[dict[str, tuple[str, str]]] = {
+    "order": ("oee_by_order", "order_id NULLS FIRST"),
+    "shift": ("oee_by_shift", "shift_start NULLS FIRST, shift_id"),
+    "hour": ("oee_by_machine_hour", "hour"),
+}
+# Without --from, an hourly report covers the last day rather than all history.
+DEFAULT_HOURS = 24
+
+
+async def fetch_oee(
+    store: StoreSection,
+    by: Grain,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    machine: str | None = None,
+    micro_stops: str | None = None,
+) -> list[dict[str, Any]]:
+    """The OEE rows for the window [start, end) (open-ended where None), per machine."""
+    import asyncpg
+
+    from gateway.store import connect, describe
+
+    function, order = _FUNCTIONS[by]
+    sql = (
+        f"SELECT * FROM {function}(coalesce($1, '-infinity'::timestamptz),"
+        " coalesce($2, 'infinity'::timestamptz), $3)"
+        " WHERE $4::text IS NULL OR machine = $4"
+        f" ORDER BY site, area, line, machine, {order}"
+    )
+    conn = await connect(store)
+    try:
+        rows = await conn.fetch(sql, start, end, micro_stops, machine)
+    except asyncpg.UndefinedFunctionError as err:
+        raise StoreError(
+            f"{describe(store)} has no {function}(): run `mesgw db migrate` first"
+        ) from err
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+        raise StoreError(f"computing OEE by {by} failed: {err}") from err
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO-8601 time (e.g. 2025-03-04T06:00Z)"
+        ) from err
+    # A time without a zone is UTC, as everywhere in the store.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
+    start: datetime | None = args.start
+    end: datetime | None = args.end
+    if start is not None and end is not None and end <= start:
+        raise GatewayError(f"--to ({_iso(end)}) must be after --from ({_iso(start)})")
+    if args.by == "hour" and start is None:
+        latest = end or datetime.now(UTC)
+        start = latest.replace(minute=0, second=0, microsecond=0) - timedelta(
+            hours=DEFAULT_HOURS - 1
+        )
+    return start, end
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return _iso(value)
+    return value
+
+
+def _duration(seconds: Decimal | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def _percent(ratio: Decimal | None) -> str:
+    return "-" if ratio is None else f"{float(ratio) * 100:.1f}"
+
+
+def _label(row: dict[str, Any], by: str) -> str:
+    if by == "order":
+        return str(row["order_id"]) if row["order_id"] is not None else "(no order)"
+    if by == "shift":
+        if row["shift_id"] is None:
+            return "(no shift)"
+        return f"{row['shift_name'] or ''} {row['shift_id']}".strip()
+    return _iso(row["hour"])
+
+
+def render(rows: Sequence[dict[str, Any]], by: str) -> str:
+    """A plain-text table: times as h:mm:ss, ratios in percent, '-' where undefined."""
+    header = (
+        "machine",
+        by,
+        "scheduled",
+        "planned busy",
+        "downtime",
+        "micro-stops",
+        "run",
+        "produced",
+        "good",
+        "A %",
+        "P %",
+        "Q %",
+        "OEE %",
+    )
+    lines = [header]
+    for r in rows:
+        lines.append(
+            (
+                f"{r['site']}/{r['area']}/{r['line']}/{r['machine']}",
+                _label(r, by),
+                _duration(r["scheduled_s"]),
+                _duration(r["planned_busy_s"]),
+                _duration(r["downtime_s"]),
+                _duration(r["micro_stop_s"]),
+                _duration(r["run_s"]),
+                str(r["produced"]),
+                str(r["good"]),
+                _percent(r["availability"]),
+                _percent(r["performance"]),
+                _percent(r["quality"]),
+                _percent(r["oee"]),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for line in lines:
+        cells = [
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def cmd_oee(args: argparse.Namespace) -> int:
+    settings = load_config(args.config)
+    # stdout carries the report: log lines go to stderr.
+    configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
+    start, end = _window(args)
+    rows = asyncio.run(
+        fetch_oee(
+            settings.store,
+            args.by,
+            start=start,
+            end=end,
+            machine=args.machine,
+            micro_stops=args.micro_stops,
+        )
+    )
+    if args.json:
+        print(json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in rows], indent=2))
+        return 0
+    span = f"{_iso(start) if start else 'the beginning'} to {_iso(end) if end else 'now'}"
+    if not rows:
+        print(f"OEE by {args.by}, {span}: no data")
+        return 0
+    counted = rows[0]["micro_stops"]
+    print(f"OEE by {args.by}, {span}; micro-stops counted as {counted} loss")
+    print(render(rows, args.by))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `report oee` to the `mesgw` command line."""
+    report = sub.add_parser("report", help="production reports from the store")
+    reports = report.add_subparsers(dest="report_command", required=True)
+    description = (
+        "OEE (ISO 22400-2) per work order, shift or machine-hour, computed by the store. "
+        "The window [--from, --to) clips every row; times without a zone are UTC."
+    )
+    oee = reports.add_parser("oee", help="OEE per order, shift or hour", description=description)
+    oee.add_argument(
+        "--by", choices=("order", "shift", "hour"), required=True, help="one row per machine and"
+    )
+    oee.add_argument("--machine", help="only this machine id")
+    oee.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        type=_parse_time,
+        help=f"window start (default: all history; by hour: the last {DEFAULT_HOURS} hours)",
+    )
+    oee.add_argument(
+        "--to", dest="end", metavar="TIME", type=_parse_time, help="window end (default: now)"
+    )
+    oee.add_argument(
+        "--micro-stops",
+        choices=("availability", "performance"),
+        help="count micro-stops as this loss (default: the store's oee_settings)",
+    )
+    oee.add_argument("--json", action="store_true", help="rows as JSON, every input and result")
+    oee.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"configuration file (default {DEFAULT_CONFIG})",
+    )
+    oee.set_defaults(func=cmd_oee)

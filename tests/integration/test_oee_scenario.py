@@ -1,0 +1,528 @@
+"""OEE in SQL from stored rows: an eight-hour shift computed by hand, per shift, order and hour.
+
+The scenario (machine m1, 2025-03-04, UTC), as the gateway's rules would emit it:
+
+    05:00-06:00  not_scheduled  (before the shift)
+    06:00-07:00  running        order o-a          count 1500 parts, 1470 good
+    07:00-07:30  down           o-a  downtime d1 (30 min)
+    07:30-08:00  running        o-a                count  800 parts,  790 good
+    08:00-08:10  idle           o-a  (starved: a performance loss)
+    08:10-10:00  running        o-a                count 2700 parts, 2640 good
+    10:00-10:30  planned_stop   o-b  (the shift's break; o-b starts at 10:00)
+    10:30-10:45  changeover     o-b  downtime d2 (15 min)
+    10:45-12:00  running        o-b                count 2000 parts, 1980 good
+    12:00:00-12:01:30 down      o-b  downtime d3, a micro-stop (90 s)
+    12:01:30-14:00 running      o-b                count 3200 parts, 3170 good
+    14:00-       not_scheduled  (after the shift; still open)
+
+Ideal cycle time 2 s for every part. Shift 06:00-14:00 = 28,800 s with a 30-min break.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from gateway.cli import main
+from gateway.config import StoreSection
+from gateway.events import (
+    CountData,
+    DowntimeData,
+    Draft,
+    Event,
+    EventType,
+    OrderData,
+    ShiftBreak,
+    ShiftData,
+    StateBucket,
+    StateData,
+    uuid7,
+)
+from gateway.store import connect, migrate, write_batch
+from gateway.testing import received
+
+pytestmark = pytest.mark.integration
+
+DAY = datetime(2025, 3, 4, tzinfo=UTC)
+SHIFT = "cal-a/2025-03-04/early"
+WINDOW = (DAY + timedelta(hours=5), DAY + timedelta(hours=15))
+
+
+def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
+    return DAY + timedelta(hours=hour, minutes=minute, seconds=second)
+
+
+class Line:
+    def __init__(self) -> None:
+        self.seq = 0
+        self.events: list[Event] = []
+
+    def emit(
+        self,
+        type_: EventType,
+        ts: datetime,
+        data: Any,
+        order: str | None,
+        shift: str | None = SHIFT,
+        machine: str = "m1",
+    ) -> None:
+        self.seq += 1
+        draft = Draft(type_, ts, "a1", "l1", machine, data, order=order, shift=shift)
+        self.events.append(draft.seal(event_id=uuid7(), seq=self.seq, gateway="gw", site="s1"))
+
+    def state(
+        self, since: datetime, bucket: StateBucket, order: str | None, machine: str = "m1"
+    ) -> None:
+        shift = SHIFT if bucket != "not_scheduled" else None
+        data = StateData(bucket=bucket, since=since)
+        self.emit("state", since, data, order, shift, machine=machine)
+
+    def count(
+        self,
+        start: datetime,
+        end: datetime,
+        total: int,
+        good: int,
+        order: str | None,
+        ideal: float | None = 2.0,
+        machine: str = "m1",
+    ) -> None:
+        data = CountData(
+            good=good,
+            reject=total - good,
+            total=total,
+            start=start,
+            end=end,
+            ideal_cycle_time_s=ideal,
+        )
+        self.emit("count", end, data, order, machine=machine)
+
+    def downtime(
+        self, downtime_id: str, start: datetime, end: datetime, order: str, *, micro: bool
+    ) -> None:
+        d = DowntimeData(downtime_id=downtime_id, start=start, category="unplanned")
+        self.emit("downtime.started", start, d, order)
+        recoded = d.model_copy(update={"reason_code": "17", "reason_text": "jam"})
+        self.emit("downtime.updated", start + timedelta(seconds=30), recoded, order)
+        ended = recoded.model_copy(
+            update={"end": end, "duration_s": (end - start).total_seconds(), "micro_stop": micro}
+        )
+        self.emit("downtime.ended", end, ended, order)
+
+
+def shift_day() -> list[Event]:
+    line = Line()
+    shift = ShiftData(
+        shift_id=SHIFT,
+        calendar="cal-a",
+        name="early",
+        start=at(6),
+        end=at(14),
+        breaks=[ShiftBreak(start=at(10), end=at(10, 30))],
+    )
+    line.state(at(5), "not_scheduled", None)
+    line.emit("shift.started", at(6), shift, None)
+    order_a = OrderData(order_id="o-a", status="running", ideal_cycle_time_s=2.0)
+    line.emit("order.started", at(6), order_a, "o-a")
+    line.state(at(6), "running", "o-a")
+    line.count(at(6), at(7), 1500, 1470, "o-a")
+    line.state(at(7), "down", "o-a")
+    line.downtime("d1", at(7), at(7, 30), "o-a", micro=False)
+    line.state(at(7, 30), "running", "o-a")
+    line.count(at(7, 30), at(8), 800, 790, "o-a")
+    line.state(at(8), "idle", "o-a")
+    line.state(at(8, 10), "running", "o-a")
+    line.count(at(8, 10), at(10), 2700, 2640, "o-a")
+    line.emit("order.ended", at(10), order_a.model_copy(update={"status": "completed"}), "o-a")
+    order_b = OrderData(order_id="o-b", status="running", product="bolt", ideal_cycle_time_s=2.0)
+    line.emit("order.started", at(10), order_b, "o-b")
+    line.state(at(10), "planned_stop", "o-b")
+    line.state(at(10, 30), "changeover", "o-b")
+    line.downtime("d2", at(10, 30), at(10, 45), "o-b", micro=False)
+    line.state(at(10, 45), "running", "o-b")
+    line.count(at(10, 45), at(12), 2000, 1980, "o-b")
+    line.state(at(12), "down", "o-b")
+    line.downtime("d3", at(12), at(12, 1, 30), "o-b", micro=True)
+    line.state(at(12, 1, 30), "running", "o-b")
+    line.count(at(12, 1, 30), at(14), 3200, 3170, "o-b")
+    line.state(at(14), "not_scheduled", None)
+    return line.events
+
+
+def store(dsn: str) -> StoreSection:
+    return StoreSection(dsn=SecretStr(dsn), connect_timeout_s=5)
+
+
+@pytest.fixture
+async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    await migrate(store(pg_dsn))
+    c = await connect(store(pg_dsn))
+    try:
+        await write_batch(c, [received(e) for e in shift_day()], [])
+        yield c
+    finally:
+        await c.close()
+
+
+def r4(value: Decimal | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def results(row: asyncpg.Record) -> tuple[float | None, ...]:
+    return tuple(r4(row[k]) for k in ("availability", "performance", "quality", "oee"))
+
+
+async def oee(
+    conn: asyncpg.Connection, by: str, window: tuple[datetime, datetime] = WINDOW, **kw: Any
+) -> list[asyncpg.Record]:
+    order = {"order": "order_id", "shift": "shift_id", "machine_hour": "hour"}[by]
+    micro = kw.get("micro_stops")
+    return await conn.fetch(
+        f"SELECT * FROM oee_by_{by}($1, $2, $3) ORDER BY machine, {order} NULLS FIRST",
+        *window,
+        micro,
+    )
+
+
+# --- per shift -----------------------------------------------------------------------------
+
+
+async def test_the_shift_computed_by_hand(conn: asyncpg.Connection) -> None:
+    outside, row = await oee(conn, "shift")
+    # Time outside the shift (05:00-06:00 and 14:00-15:00) has no shift id: its own row,
+    # all of it not scheduled.
+    assert (outside["shift_id"], outside["scheduled_s"], outside["produced"]) == (None, 0, 0)
+    assert (row["shift_id"], row["shift_name"]) == (SHIFT, "early")
+    assert (row["shift_start"], row["shift_end"]) == (at(6), at(14))
+    # Scheduled: 06:00-14:00 = 28,800 s (05:00-06:00 and 14:00- are not_scheduled and carry
+    # no shift). Planned stop: the 30-min break = 1,800 s. PBT = 27,000 s.
+    # Downtime: d1 1,800 s + changeover 900 s + micro-stop 90 s = 2,790 s.
+    # Micro-stops as availability loss: APT = 27,000 - 2,790 = 24,210 s.
+    inputs = {
+        "scheduled_s": 28800,
+        "planned_stop_s": 1800,
+        "planned_busy_s": 27000,
+        "downtime_s": 2790,
+        "changeover_s": 900,
+        "micro_stop_s": 90,
+        "idle_s": 600,
+        "run_s": 24210,
+        "unknown_s": 0,
+        "produced": 10200,  # 1500 + 800 + 2700 + 2000 + 3200
+        "good": 10050,  # 1470 + 790 + 2640 + 1980 + 3170
+        "reject": 150,
+        "ideal_s": 20400,  # 10,200 parts x 2 s
+        "produced_no_ideal": 0,
+        "micro_stops": "availability",
+    }
+    assert {k: row[k] for k in inputs} == inputs
+    # A = 24,210 / 27,000 = 0.89667    P = 20,400 / 24,210 = 0.84263
+    # Q = 10,050 / 10,200 = 0.98529    OEE = A x P x Q = 20,100 / 27,000 = 0.74444
+    assert results(row) == (0.8967, 0.8426, 0.9853, 0.7444)
+
+
+async def test_micro_stops_as_performance_loss_move_time_from_a_to_p(
+    conn: asyncpg.Connection,
+) -> None:
+    [_, row] = await oee(conn, "shift", micro_stops="performance")
+    # APT = 27,000 - (2,790 - 90) = 24,300 s: A = 0.9, P = 20,400 / 24,300 = 0.83951;
+    # OEE does not change (ideal time of good parts / PBT either way).
+    assert (row["run_s"], row["micro_stops"]) == (24300, "performance")
+    assert results(row) == (0.9, 0.8395, 0.9853, 0.7444)
+
+    # The plant's setting applies when the caller does not choose, and is named in each row.
+    await conn.execute("UPDATE oee_settings SET micro_stops = 'performance'")
+    [_, row] = await oee(conn, "shift")
+    assert (row["run_s"], row["micro_stops"]) == (24300, "performance")
+    [_, row] = await oee(conn, "shift", micro_stops="availability")
+    assert (row["run_s"], row["micro_stops"]) == (24210, "availability")
+
+
+async def test_a_bad_micro_stop_choice_is_an_error_even_without_data(
+    conn: asyncpg.Connection,
+) -> None:
+    with pytest.raises(asyncpg.InvalidParameterValueError, match=r"availability.*performance"):
+        await conn.fetch("SELECT * FROM oee_by_order(p_micro_stops => 'both')")
+    empty = (at(20), at(21))
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="'sometimes'"):
+        await oee(conn, "machine_hour", empty, micro_stops="sometimes")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await conn.execute("UPDATE oee_settings SET micro_stops = 'never'")
+
+
+# --- per order -----------------------------------------------------------------------------
+
+
+async def test_each_order_computed_by_hand(conn: asyncpg.Connection) -> None:
+    none, a, b = await oee(conn, "order")
+    # Time with no order (05:00-06:00 and 14:00-15:00) is all not_scheduled: every ratio's
+    # denominator is 0, so every ratio is NULL rather than a division error or a zero.
+    assert none["order_id"] is None
+    assert (none["scheduled_s"], none["planned_busy_s"], none["produced"]) == (0, 0, 0)
+    assert results(none) == (None, None, None, None)
+
+    # o-a, 06:00-10:00: PBT 14,400 s, down 1,800 s, APT 12,600 s (12,000 running + 600 idle).
+    # A = 12,600 / 14,400 = 0.875; P = 5,000 x 2 / 12,600 = 0.79365; Q = 4,900 / 5,000 = 0.98;
+    # OEE = 4,900 x 2 / 14,400 = 0.68056.
+    assert a["order_id"] == "o-a"
+    assert (a["planned_busy_s"], a["downtime_s"], a["run_s"], a["idle_s"]) == (
+        14400,
+        1800,
+        12600,
+        600,
+    )
+    assert (a["produced"], a["good"], a["ideal_s"]) == (5000, 4900, 10000)
+    assert results(a) == (0.875, 0.7937, 0.98, 0.6806)
+
+    # o-b, 10:00-14:00: scheduled 14,400 s, break 1,800 s, PBT 12,600 s; changeover 900 s and
+    # micro-stop 90 s: APT 11,610 s. A = 0.92143; P = 5,200 x 2 / 11,610 = 0.89578;
+    # Q = 5,150 / 5,200 = 0.99038; OEE = 5,150 x 2 / 12,600 = 0.81746.
+    assert (b["order_id"], b["product"]) == ("o-b", "bolt")
+    assert (b["scheduled_s"], b["planned_stop_s"], b["downtime_s"], b["run_s"]) == (
+        14400,
+        1800,
+        990,
+        11610,
+    )
+    assert (b["produced"], b["good"], b["reject"], b["ideal_s"]) == (5200, 5150, 50, 10400)
+    assert results(b) == (0.9214, 0.8958, 0.9904, 0.8175)
+
+
+async def test_a_window_clips_orders_and_adjacent_windows_add_up(
+    conn: asyncpg.Connection,
+) -> None:
+    # 09:00-11:00: the last hour of o-a (running; 1,473 of the 2,700-part record over
+    # 08:10-10:00 fall after 09:00: 2,700 - floor(2,700 x 50/110)) and the first of o-b.
+    a, b = await oee(conn, "order", (at(9), at(11)))
+    assert (a["order_id"], a["planned_busy_s"], a["run_s"], a["produced"]) == (
+        "o-a",
+        3600,
+        3600,
+        1473,
+    )
+    # o-b 10:00-11:00: break 1,800 s, changeover 900 s, running 900 s with 400 of the 2,000
+    # parts made over 10:45-12:00 (900 / 4,500 of the record).
+    assert (b["order_id"], b["planned_busy_s"], b["run_s"], b["produced"]) == (
+        "o-b",
+        1800,
+        900,
+        400,
+    )
+    assert results(b)[:2] == (0.5, 0.8889)  # P = 400 x 2 / 900
+
+    whole = {r["order_id"]: r for r in await oee(conn, "order")}
+    split = [await oee(conn, "order", w) for w in ((WINDOW[0], at(9, 17)), (at(9, 17), WINDOW[1]))]
+    for key in ("scheduled_s", "downtime_s", "run_s", "produced", "good", "reject", "ideal_s"):
+        for order_id, row in whole.items():
+            parts = [r[key] for rows in split for r in rows if r["order_id"] == order_id]
+            assert sum(parts) == row[key], (order_id, key)
+
+
+# --- per machine-hour ----------------------------------------------------------------------
+
+
+async def test_hours_computed_by_hand_and_summing_to_the_shift(conn: asyncpg.Connection) -> None:
+    hours = await oee(conn, "machine_hour")
+    assert [r["hour"] for r in hours] == [at(h) for h in range(5, 15)]
+    by_hour = {r["hour"].hour: r for r in hours}
+
+    h7 = by_hour[7]  # down 07:00-07:30, running 07:30-08:00 with 800 parts
+    assert (h7["planned_busy_s"], h7["downtime_s"], h7["run_s"], h7["produced"]) == (
+        3600,
+        1800,
+        1800,
+        800,
+    )
+    assert results(h7)[:2] == (0.5, 0.8889)  # P = 1,600 / 1,800
+
+    # The 2,700-part record over 08:10-10:00 (6,600 s) is split at 09:00 by cumulative floors:
+    # up to 09:00 floor(2,700 x 3,000 / 6,600) = 1,227 parts, floor(2,640 x 3,000/6,600) = 1,200
+    # good; 09:00-10:00 gets the rest, 1,473 parts and 1,440 good.
+    h8, h9 = by_hour[8], by_hour[9]
+    assert (h8["idle_s"], h8["run_s"], h8["produced"], h8["good"]) == (600, 3600, 1227, 1200)
+    assert (h9["produced"], h9["good"], h9["reject"]) == (1473, 1440, 33)
+    assert results(h8)[:2] == (1.0, 0.6817)  # P = 2,454 / 3,600
+
+    h12 = by_hour[12]  # micro-stop 90 s, then 3,510 s running with floor(3,200 x 3,510/7,110)
+    assert (h12["micro_stop_s"], h12["run_s"], h12["produced"], h12["good"]) == (
+        90,
+        3510,
+        1579,
+        1564,
+    )
+    assert r4(h12["availability"]) == 0.975
+
+    assert results(by_hour[5]) == (None, None, None, None)  # not scheduled
+    assert by_hour[14]["scheduled_s"] == 0  # the open not_scheduled interval, clipped at 15:00
+    assert by_hour[14]["run_s"] == 0
+
+    [_, shift] = await oee(conn, "shift")
+    for key in (
+        "scheduled_s",
+        "planned_stop_s",
+        "planned_busy_s",
+        "downtime_s",
+        "micro_stop_s",
+        "idle_s",
+        "run_s",
+        "produced",
+        "good",
+        "reject",
+        "ideal_s",
+    ):
+        assert sum(r[key] for r in hours) == shift[key], key
+
+
+# --- gaps, open intervals, unknown ideal cycle times ---------------------------------------
+
+
+async def test_open_intervals_data_gaps_and_missing_ideal_times(conn: asyncpg.Connection) -> None:
+    line = Line()
+    # m2 runs order o-c from 06:00 and is still running; its link was down 06:20-06:30.
+    line.state(at(6), "running", "o-c", machine="m2")
+    line.state(at(6, 20), "unknown", "o-c", machine="m2")
+    line.state(at(6, 30), "running", "o-c", machine="m2")
+    line.count(at(6), at(6, 20), 500, 500, "o-c", ideal=None, machine="m2")
+    line.count(at(6, 30), at(7, 30), 600, 600, "o-c", machine="m2")
+    await write_batch(conn, [received(e) for e in line.events], [])
+
+    [row] = [r for r in await oee(conn, "order", (at(6), at(7))) if r["machine"] == "m2"]
+    # The open interval ends at the window's end; the gap is excluded and shown.
+    assert (row["scheduled_s"], row["unknown_s"], row["run_s"]) == (3000, 600, 3000)
+    # 500 parts + 300 of the 600 made over 06:30-07:30; 500 of them without an ideal time.
+    assert (row["produced"], row["produced_no_ideal"], row["ideal_s"]) == (800, 500, 600)
+    assert r4(row["availability"]) == 1.0
+    assert row["performance"] is None and row["oee"] is None  # not flattered by the gap
+    assert r4(row["quality"]) == 1.0
+
+    # Without an end to the window the open interval runs until now.
+    before = datetime.now(UTC)
+    rows = await conn.fetch("SELECT * FROM oee_by_order() WHERE machine = 'm2'")
+    after = datetime.now(UTC)
+    gap = timedelta(minutes=10)
+    run_s = float(rows[0]["run_s"])
+    assert (before - at(6) - gap).total_seconds() - 1 <= run_s
+    assert run_s <= (after - at(6) - gap).total_seconds() + 1
+
+
+async def test_any_delivery_order_gives_the_same_figures(
+    pg_dsn: str, conn: asyncpg.Connection
+) -> None:
+    expected = [
+        [tuple(r) for r in await oee(conn, by)] for by in ("order", "shift", "machine_hour")
+    ]
+    events = shift_day()
+    rng = random.Random(11)
+    deliveries = events + rng.sample(events, 15)
+    rng.shuffle(deliveries)
+    await conn.execute(
+        "TRUNCATE events, counts, state_intervals, downtimes, work_orders, shifts, exports"
+    )
+    for i in range(0, len(deliveries), 4):
+        await write_batch(conn, [received(e) for e in deliveries[i : i + 4]], [])
+    again = [[tuple(r) for r in await oee(conn, by)] for by in ("order", "shift", "machine_hour")]
+    assert again == expected
+
+
+async def test_the_same_figures_on_timescaledb(
+    conn: asyncpg.Connection, timescale_dsn: str
+) -> None:
+    grains = ("order", "shift", "machine_hour")
+    expected = {by: [tuple(r) for r in await oee(conn, by)] for by in grains}
+    assert (await migrate(store(timescale_dsn))).timescaledb
+    ts = await connect(store(timescale_dsn))
+    try:
+        await write_batch(ts, [received(e) for e in shift_day()], [])
+        got = {by: [tuple(r) for r in await oee(ts, by)] for by in grains}
+        [_, shift] = await oee(ts, "shift")
+    finally:
+        await ts.close()
+    assert got == expected
+    assert results(shift) == (0.8967, 0.8426, 0.9853, 0.7444)
+
+
+# --- mesgw report oee ----------------------------------------------------------------------
+
+
+def config_file(tmp_path: Path, dsn: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(f'[gateway]\nid = "gw"\nsite = "s1"\n[store]\ndsn = "{dsn}"\n')
+    return path
+
+
+async def report(*args: str) -> int:
+    # The command runs its own event loop, so it runs in a thread beside the test's.
+    return await asyncio.to_thread(main, ["report", "oee", *args])
+
+
+async def test_the_report_prints_the_figures_the_sql_computes(
+    conn: asyncpg.Connection, pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = str(config_file(tmp_path, pg_dsn))
+    window = ["--from", "2025-03-04T05:00Z", "--to", "2025-03-04 15:00"]  # no zone: UTC
+    assert await report("--by", "shift", "--json", "--config", cfg, *window) == 0
+    outside, shift = json.loads(capsys.readouterr().out)
+    assert outside["shift_id"] is None
+    assert (shift["shift_id"], shift["shift_start"], shift["run_s"]) == (
+        SHIFT,
+        "2025-03-04T06:00:00Z",
+        24210.0,
+    )
+    ratios = [round(shift[k], 4) for k in ("availability", "performance", "quality", "oee")]
+    assert ratios == [0.8967, 0.8426, 0.9853, 0.7444]
+    assert shift["micro_stops"] == "availability"
+
+    args = ["--by", "order", "--machine", "m1", "--micro-stops", "performance", "--config", cfg]
+    assert await report(*args, *window) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        "OEE by order, 2025-03-04T05:00:00Z to 2025-03-04T15:00:00Z;"
+        " micro-stops counted as performance loss"
+    )
+    assert out[1].split() == [
+        *("machine", "order", "scheduled", "planned", "busy", "downtime", "micro-stops"),
+        *("run", "produced", "good", "A", "%", "P", "%", "Q", "%", "OEE", "%"),
+    ]
+    # o-b: PBT 3:30:00, downtime 990 s, micro-stops 90 s, APT 11,700 s with micro-stops as
+    # performance loss: A 92.9 %, P 88.9 %, Q 99.0 %, OEE 81.7 %.
+    assert out[4].split() == [
+        *("s1/a1/l1/m1", "o-b", "4:00:00", "3:30:00", "0:16:30", "0:01:30", "3:15:00"),
+        *("5200", "5150", "92.9", "88.9", "99.0", "81.7"),
+    ]
+    assert out[2].split()[1:3] == ["(no", "order)"]
+    assert out[2].split()[-4:] == ["-", "-", "-", "-"]  # nothing scheduled: no ratios
+
+    assert await report("--by", "order", "--machine", "m9", "--config", cfg, *window) == 0
+    assert "no data" in capsys.readouterr().out
+
+    # By hour without --from: the 24 hours up to --to.
+    assert await report("--by", "hour", "--json", "--to", "2025-03-04T15:00Z", "--config", cfg) == 0
+    hours = json.loads(capsys.readouterr().out)
+    assert [h["hour"][11:13] for h in hours] == [f"{h:02d}" for h in range(5, 15)]
+
+
+async def test_the_report_refuses_bad_windows_and_unmigrated_stores(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = str(config_file(tmp_path, pg_dsn))  # pg_dsn is not migrated here
+    assert await report("--by", "order", "--config", cfg) == 1
+    assert "run `mesgw db migrate` first" in capsys.readouterr().err
+
+    backwards = ["--from", "2025-03-04T10:00Z", "--to", "2025-03-04T09:00Z"]
+    assert await report("--by", "shift", "--config", cfg, *backwards) == 1
+    assert "must be after --from" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as info:
+        await report("--by", "shift", "--from", "yesterday", "--config", cfg)
+    assert info.value.code == 2
+    assert "not an ISO-8601 time" in capsys.readouterr().err
