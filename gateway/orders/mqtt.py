@@ -38,7 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import Settings
 from gateway.errors import GatewayError
-from gateway.events import now_utc
+from gateway.events import event_filters, now_utc
 from gateway.logging import get_logger
 from gateway.mqtt.client import (
     JSON,
@@ -131,6 +131,12 @@ class OrderCommandListener:
         self._root = f"{cfg.prefix}/{site}/"
         self._filter = f"{cfg.prefix}/{site}/+/+/+/cmd/order"
         self._machines = {(m.area, m.line, m.id): m.id for m in settings.machines}
+        self._reserved = [
+            *event_filters(cfg.prefix),
+            f"{cfg.prefix}/+/+/+/+/downtime/active",
+            f"{cfg.prefix}/+/+/+/+/cmd/order",
+            f"{cfg.prefix}/+/gateway/+/status",
+        ]
         self._v5 = cfg.version == "5"
         client_id = cfg.client_id or f"mesgw-{settings.gateway.id}"
         session = SessionOptions(client_id=f"{client_id}-orders", clean_start=True)
@@ -314,8 +320,14 @@ class OrderCommandListener:
             or len(topic.encode()) > 65535
         ):
             return f"response topic {topic!r} is not a topic name one can publish to"
-        if topic_matches_sub(self._filter, topic):
-            return "response topic must not be a command topic"
+        # A reply must not pose as an event, a status or a command: the recorder and the
+        # dashboards read those topics.
+        if any(topic_matches_sub(f, topic) for f in self._reserved):
+            return f"response topic {topic!r} is one of the gateway's event or command topics"
+        parts = topic.removeprefix(self._root).split("/") if topic.startswith(self._root) else []
+        own = len(parts) >= 3 and (parts[0], parts[1], parts[2]) in self._machines
+        if (own and parts[3:] != ["cmd", "order", "reply"]) or parts[:1] == ["gateway"]:
+            return f"response topic {topic!r} is one of this gateway's own topics"
         return None
 
     def _answer(self, request: Request, body: dict[str, Any]) -> None:

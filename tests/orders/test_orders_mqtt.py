@@ -190,15 +190,29 @@ async def test_stale_command_is_refused(broker: Broker, prefix: str, desk: Memor
     assert desk.commands == []
 
 
-async def test_wildcard_response_topic_is_refused_before_anything_happens(
-    broker: Broker, prefix: str, desk: MemoryDesk
+@pytest.mark.parametrize(
+    ("suffix", "error"),
+    [
+        ("x/+/y", "is not a topic name one can publish to"),
+        ("{prefix}/other-site/a/l/m/count", "is one of the gateway's event or command topics"),
+        ("{prefix}/plant/a/l/m/downtime/active", "is one of the gateway's event or command"),
+        ("{prefix}/plant/gateway/gw-t/status", "is one of the gateway's event or command"),
+        ("{prefix}/plant/packaging/line-1/capper-1/cmd/order", "is one of the gateway's event"),
+        ("{prefix}/plant/packaging/line-1/capper-1/notes", "is one of this gateway's own topics"),
+        ("{prefix}/plant/gateway/audit", "is one of this gateway's own topics"),
+    ],
+)
+async def test_response_topic_that_would_pose_as_gateway_data_is_refused(
+    broker: Broker, prefix: str, desk: MemoryDesk, suffix: str, error: str
 ) -> None:
     topic = command_topic(prefix)
+    response_topic = suffix.format(prefix=prefix)
     async with listening(broker, prefix, desk), requester(broker, prefix) as req:
-        await req.send(topic, payload(action="start", order_id="A"), response_topic="x/+/y")
+        await req.send(topic, payload(action="start", order_id="A"), response_topic=response_topic)
         reply = await req.reply()
-        await req.no_more(0.3)
-    assert reply.body["error"] == "response topic 'x/+/y' is not a topic name one can publish to"
+        await req.no_more(0.2)
+    assert reply.topic == f"{topic}/reply"
+    assert reply.body["error"].startswith(f"response topic {response_topic!r} {error}")
     assert desk.commands == []
 
 
