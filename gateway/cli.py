@@ -11,6 +11,7 @@ from pathlib import Path
 
 from connectors.modbus.cli import register as register_modbus
 from connectors.opcua.cli import register as register_opcua
+from connectors.simulator.cli import register as register_simulate
 from gateway import __version__
 from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
 from gateway.errors import ConfigError, GatewayError
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(add(outbox_sub, "stat", cmd_outbox_stat, "print outbox depth and oldest age"))
     register_orders(sub)
     register_opcua(sub)
+    register_simulate(sub)
     register_modbus(sub)
     register_report(sub)
     return parser

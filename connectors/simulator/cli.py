@@ -1,0 +1,91 @@
+"""`mesgw simulate`: run the simulated line, or print the gateway config that reads it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from connectors.simulator.config import SimConfig
+    from connectors.simulator.line import SimulatedLine
+    from connectors.simulator.scenario import Scenario
+
+HELP = "run the simulated production line (OPC UA and Modbus TCP servers)"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `simulate` to the `mesgw` command line."""
+    p = sub.add_parser("simulate", help=HELP, description=HELP)
+    p.add_argument("--config", type=Path, required=True, help="simulated line (TOML)")
+    p.add_argument("--scenario", type=Path, help="steps to run (TOML); default: run free")
+    p.add_argument(
+        "--print-gateway-config",
+        action="store_true",
+        help="print the gateway's [[machines]] for this line and exit",
+    )
+    p.add_argument(
+        "--truth",
+        type=Path,
+        help="write what happened (JSON) when the scenario is done and at exit",
+    )
+    p.set_defaults(func=cmd_simulate)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    # Imported here: asyncua and pymodbus are slow to import for every other command.
+    from connectors.simulator.config import load_sim_config
+    from connectors.simulator.gateway_config import gateway_machines, render_toml
+    from connectors.simulator.scenario import load_scenario
+    from gateway.errors import ConfigError, GatewayError
+    from gateway.logging import configure
+
+    config = load_sim_config(args.config)
+    scenario = load_scenario(args.scenario, config) if args.scenario else None
+    if args.print_gateway_config:
+        try:
+            machines = gateway_machines(config)
+        except ValueError as err:
+            raise ConfigError([f"{args.config}: {err}"]) from err
+        print(f"# gateway machines reading the simulated line of {args.config}\n")
+        print(render_toml(machines), end="")
+        return 0
+    configure("info")
+    try:
+        asyncio.run(simulate(config, scenario, args.truth))
+    except OSError as err:
+        raise GatewayError(f"cannot serve the simulated line: {err}") from err
+    return 0
+
+
+async def _work(line: SimulatedLine, scenario: Scenario | None, truth: Path | None) -> None:
+    from gateway.logging import get_logger
+
+    if scenario is None:
+        line.free_run()
+        return
+    await line.run_scenario(scenario)
+    if truth is not None:
+        line.truth.write(truth)
+    get_logger("connectors.simulator").info("scenario done", truth=str(truth) if truth else None)
+
+
+async def simulate(config: SimConfig, scenario: Scenario | None, truth: Path | None) -> None:
+    """Serve the line until SIGTERM or SIGINT; write the truth file on the way out."""
+    from connectors.simulator.line import SimulatedLine
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    line = SimulatedLine(config)
+    try:
+        async with line, asyncio.TaskGroup() as group:
+            work = group.create_task(_work(line, scenario, truth), name="sim-work")
+            await stop.wait()
+            work.cancel()
+    finally:
+        if truth is not None:
+            line.truth.write(truth)
