@@ -20,6 +20,7 @@ from gateway.backoff import Backoff
 from gateway.errors import OutboxFull
 from gateway.events import Draft
 from gateway.logging import get_logger
+from gateway.orders.desk import ScheduleRejected
 from gateway.outbox import Outbox
 from gateway.samples import SampleLog
 from rules.inputs import CommandResult, OrderCommand, PlannedOrder, Tick
@@ -40,6 +41,8 @@ class Rules(Protocol):
     def command(self, cmd: OrderCommand) -> tuple[CommandResult, list[Draft]]: ...
 
     def plan(self, orders: Sequence[PlannedOrder]) -> int: ...
+
+    def orders(self) -> list[dict[str, Any]]: ...
 
     def snapshot(self) -> dict[str, Any]: ...
 
@@ -120,6 +123,10 @@ class Pipeline:
         await self.queue.put(item)
         return await item.reply
 
+    def list_orders(self) -> list[dict[str, Any]]:
+        """Active and planned orders (read between rules steps: the loop is single-threaded)."""
+        return self.rules.orders() if self.rules is not None else []
+
     async def restore(self) -> bool:
         """Load the rules' state committed last time; False when there was none."""
         if self.rules is None:
@@ -185,12 +192,15 @@ class Pipeline:
                     self.sample_log.add([item.cmd])
                 replies.append((item.reply, self._command(item.cmd, drafts)))
             else:
-                count = self.rules.plan(item.orders) if self.rules is not None else 0
-                replies.append((item.reply, count))
+                replies.append((item.reply, self._plan(item.orders)))
         stateful = self.rules is not None and bool(drafts or replies or self._state_due(tick))
         await self._commit(drafts, stateful=stateful)
         for future, value in replies:
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(value, Exception):
+                future.set_exception(value)
+            else:
                 future.set_result(value)
 
     def _feed(self, reading: Reading | Tick) -> list[Draft]:
@@ -203,6 +213,14 @@ class Pipeline:
             self.rule_errors += 1
             log.exception("rules failed on a reading; skipped", reading=repr(reading))
             return []
+
+    def _plan(self, orders: Sequence[PlannedOrder]) -> int | ScheduleRejected:
+        if self.rules is None:
+            return ScheduleRejected("no rules configured")
+        try:
+            return self.rules.plan(orders)
+        except ValueError as err:  # the rules refuse the schedule as a whole
+            return ScheduleRejected(str(err))
 
     def _command(self, cmd: OrderCommand, drafts: list[Draft]) -> CommandResult:
         if self.rules is None:

@@ -8,9 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connectors.sample import Reading, Sample
 from gateway.config import OutboxSection
 from gateway.events import CountData, Draft
+from gateway.orders.desk import ScheduleRejected
 from gateway.outbox import Outbox
 from gateway.pipeline import Pipeline
 from rules.inputs import CommandResult, OrderCommand, PlannedOrder, Tick
@@ -65,8 +68,13 @@ class TallyRules:
         return CommandResult(ok=True, machine=cmd.machine, order_id=cmd.order_id), [draft(0)]
 
     def plan(self, orders: Sequence[PlannedOrder]) -> int:
+        if any(not o.order_id for o in orders):
+            raise ValueError("order_id missing")
         self.planned += [o.order_id for o in orders]
         return len(orders)
+
+    def orders(self) -> list[dict[str, Any]]:
+        return [{"order_id": o, "status": "planned", "machine": None} for o in self.planned]
 
     def snapshot(self) -> dict[str, Any]:
         return {"tally": self.tally, "planned": self.planned}
@@ -98,6 +106,9 @@ async def test_rules_state_is_committed_with_events_and_restored(tmp_path: Path)
         bad = await pipeline.submit(OrderCommand("m1", "start", now, "cli"))
         assert (bad.ok, bad.error) == (False, "order_id required")
         assert await pipeline.plan([PlannedOrder("WO-2"), PlannedOrder("WO-3")]) == 2
+        with pytest.raises(ScheduleRejected, match="order_id missing"):
+            await pipeline.plan([PlannedOrder("WO-4"), PlannedOrder("")])
+        assert [o["order_id"] for o in pipeline.list_orders()] == ["WO-2", "WO-3"]
         await pipeline.close()
         await asyncio.wait_for(task, 5)
         assert pipeline.rule_errors == 1
