@@ -199,6 +199,14 @@ class OrdersSection(Section):
     )
 
 
+class SamplesSection(Section):
+    """The raw-sample log (`gateway.samples`), the input of `mesgw replay`."""
+
+    record: bool = Field(False, description="log every changed tag value as JSON lines")
+    directory: Path = Path("/var/lib/mesgw/samples")
+    keep_days: int = Field(14, ge=0, description="day files older than this are deleted; 0 = keep")
+
+
 TagRole = Literal[
     "total_count", "good_count", "reject_count", "state", "reason", "order", "speed", "value"
 ]
@@ -531,6 +539,7 @@ class Settings(BaseSettings):
     logging: LoggingSection = LoggingSection()
     api: ApiSection = ApiSection()
     orders: OrdersSection = OrdersSection()
+    samples: SamplesSection = SamplesSection()
     machines: list[MachineConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
