@@ -119,8 +119,8 @@ def test_config_accepts_every_transport(tmp_path: Path) -> None:
 role = "good_count"
 address = "40001"
 width = 32
-[machines.tags.state]
-role = "state"
+[machines.tags.speed]
+role = "speed"
 address = "hr:3"
 type = "int16"
 order = "BADC"
@@ -146,7 +146,7 @@ role = "good_count"
 address = "hr:0"
 width = 16
 [machines.tags.run]
-role = "state"
+role = "value"
 address = "coil:4"
 type = "float32"
 [machines.tags.fine]
