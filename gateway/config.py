@@ -36,6 +36,14 @@ from pydantic_settings import (
 from connectors.modbus.address import tag_specs as modbus_tag_specs
 from connectors.opcua.nodeid import parse_node_id
 from gateway.errors import ConfigError
+from rules.config import (
+    ReasonConfig,
+    ReasonRule,
+    RulesSection,
+    ShiftCalendar,
+    StateTableConfig,
+    check_references,
+)
 
 DEFAULT_CONFIG = Path("/etc/mesgw/gateway.toml")
 ENV_PREFIX = "MESGW_"
@@ -408,6 +416,23 @@ class MachineConfig(Section):
     connector: Connector
     tags: dict[Ident, TagConfig] = Field(default_factory=dict)
     ideal_cycle_time_s: float | None = Field(None, gt=0)
+    # Production rules (rules/config.py; names are checked against the plant sections).
+    state_table: str | None = Field(
+        None, description="packml-packtags, packml-opc30060, machinery, or a [state_tables] name"
+    )
+    mode_tag: Ident | None = Field(None, description="operation mode tag (machinery preset)")
+    down_after_s: float | None = Field(
+        None, gt=0, description="no count this long = down; default down_after_cycles x ICT"
+    )
+    max_rate_per_s: float | None = Field(
+        None, gt=0, description="parts/s the machine can make at most; default from the ICT"
+    )
+    micro_stop_s: float | None = Field(None, ge=0, description="default rules.micro_stop_s")
+    shift_calendar: Ident | None = Field(None, description="default: the calendar 'default'")
+    reason_map: dict[str, str] = Field(
+        default_factory=dict, description="PLC reason code → catalog code"
+    )
+    reason_rules: list[ReasonRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _opcua_node_ids(self) -> MachineConfig:
@@ -540,6 +565,10 @@ class Settings(BaseSettings):
     api: ApiSection = ApiSection()
     orders: OrdersSection = OrdersSection()
     samples: SamplesSection = SamplesSection()
+    rules: RulesSection = RulesSection()
+    shifts: dict[Ident, ShiftCalendar] = Field(default_factory=dict)
+    reasons: list[ReasonConfig] = Field(default_factory=list)
+    state_tables: dict[Ident, StateTableConfig] = Field(default_factory=dict)
     machines: list[MachineConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -550,6 +579,12 @@ class Settings(BaseSettings):
             if key in seen:
                 raise ValueError(f"duplicate machine {'/'.join(key)}")
             seen.add(key)
+        return self
+
+    @model_validator(mode="after")
+    def _rules_references(self) -> Settings:
+        # State tables, calendars, reasons and tags named by the rule keys must exist.
+        check_references(self)
         return self
 
     @classmethod

@@ -104,6 +104,11 @@ class DowntimeData(_Frozen):
     micro_stop: bool | None = Field(
         None, description="set when ended: shorter than the machine's micro_stop_s"
     )
+    loss: Literal["availability", "performance", "planned"] | None = Field(
+        None,
+        description="OEE factor the time is charged to: the reason's loss bucket; a "
+        "micro-stop's is rules.micro_stop_loss; planned = excluded from planned busy time",
+    )
 
 
 class OrderData(_Frozen):

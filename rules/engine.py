@@ -1,0 +1,201 @@
+"""The rules engine: samples, links, ticks and order commands in; event drafts out.
+
+Pure and deterministic: no I/O, no clock reads (time comes with the inputs), so the daemon
+and `mesgw replay` get the same events from the same inputs. `snapshot()` is everything
+needed to continue after a restart; commit it with the drafts it belongs to.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from connectors.sample import Link, Sample
+from gateway.events import Draft
+from rules.calendar import Calendar, utc
+from rules.inputs import CommandResult, OrderCommand, PlannedOrder, Tick
+from rules.machine import Machine
+from rules.orders import ActiveOrder, OrderBook, master_problems, order_id
+from rules.spec import MachineSpec, PlantRules, machine_spec, plant_rules
+
+SNAPSHOT_VERSION = 1
+Input = Sample | Link | Tick
+
+
+class Engine:
+    """All machines of one gateway."""
+
+    def __init__(self, machines: Sequence[MachineSpec], plant: PlantRules | None = None) -> None:
+        self.plant = plant if plant is not None else PlantRules()
+        self._out: list[Draft] = []
+        self.book = OrderBook([m.id for m in machines])
+        zone = self.plant.rules.timezone
+        calendars = {
+            name: Calendar(name, config, zone) for name, config in self.plant.shifts.items()
+        }
+        self.machines: dict[str, Machine] = {}
+        for spec in machines:
+            name = spec.shift_calendar
+            if name is None and "default" in calendars:
+                name = "default"
+            calendar = calendars[name] if name is not None else None
+            self.machines[spec.id] = Machine(spec, self.plant, calendar, self.book, self._out)
+        self._all = list(self.machines.values())
+        # Inputs the rules could not use (unknown machine or tag): counted, never fatal.
+        self.stats: Tally[str] = Tally()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Engine:
+        """An engine for a loaded gateway configuration (`gateway.config.Settings`)."""
+        return cls([machine_spec(m) for m in settings.machines], plant_rules(settings))
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def feed(self, reading: Input) -> list[Draft]:
+        """One sample, link change or tick; the drafts it completes (usually none)."""
+        kind = type(reading)
+        if kind is Sample:
+            machine = self.machines.get(reading.machine)  # type: ignore[union-attr]
+            if machine is None:
+                self.stats["unknown machine"] += 1
+            else:
+                machine.sample(reading)  # type: ignore[arg-type]
+        elif kind is Tick:
+            t = reading.ts.timestamp()
+            for machine in self._all:
+                if t >= machine.deadline:
+                    machine.advance(t)
+                elif t > machine.now:
+                    machine.now = t
+        elif kind is Link:
+            machine = self.machines.get(reading.machine)  # type: ignore[union-attr]
+            if machine is None:
+                self.stats["unknown machine"] += 1
+            else:
+                machine.link(reading)  # type: ignore[arg-type]
+        else:
+            raise TypeError(f"not a reading: {reading!r}")
+        out = self._out
+        if not out:
+            return []
+        drafts = out[:]
+        out.clear()
+        return drafts
+
+    def feed_many(self, readings: Iterable[Input]) -> list[Draft]:
+        """Several inputs in order; all their drafts in one list."""
+        drafts: list[Draft] = []
+        for reading in readings:
+            made = self.feed(reading)
+            if made:
+                drafts.extend(made)
+        return drafts
+
+    def command(self, cmd: OrderCommand) -> tuple[CommandResult, list[Draft]]:
+        """Start or stop a work order; the reply, and the drafts (also those of time passing)."""
+        machine = self.machines.get(cmd.machine)
+        if machine is None:
+            return self._refuse(cmd, f"unknown machine {cmd.machine!r}"), []
+        t = machine.time_of(cmd.ts)
+        result = self._apply(machine, cmd, t)
+        drafts = self._out[:]
+        self._out.clear()
+        return result, drafts
+
+    def _apply(self, machine: Machine, cmd: OrderCommand, t: float) -> CommandResult:
+        wanted = order_id(cmd.order_id) if cmd.order_id is not None else None
+        running = machine.order
+        if cmd.action == "start":
+            problem = master_problems(wanted, cmd.quantity, cmd.ideal_cycle_time_s)
+            if problem is not None or wanted is None:
+                return self._refuse(cmd, problem or "order_id is required")
+            if running is not None:
+                if running.order_id == wanted:
+                    return self._ok(machine, wanted, "running")
+                return self._refuse(
+                    cmd, f"order {running.order_id} is running on {machine.id}; stop it first"
+                )
+            elsewhere = self.book.running.get(wanted)
+            if elsewhere is not None:
+                return self._refuse(cmd, f"order {wanted} is running on {elsewhere}")
+            planned = self.book.planned.get(wanted)
+            if planned is not None and planned.machine not in (None, machine.id):
+                return self._refuse(cmd, f"order {wanted} is planned for {planned.machine}")
+            order = ActiveOrder(
+                order_id=wanted,
+                origin=cmd.origin,
+                started=t,
+                product=cmd.product,
+                quantity=cmd.quantity,
+                ideal_cycle_time_s=cmd.ideal_cycle_time_s,
+            )
+            machine.start_order(t, self.book.with_master_data(order))
+            return self._ok(machine, wanted, "running")
+        if cmd.action != "stop":
+            return self._refuse(cmd, f"unknown action {cmd.action!r}")
+        if running is None:
+            if wanted is not None and wanted == machine.last_completed:
+                return self._ok(machine, wanted, "completed")
+            if wanted is not None:
+                return self._refuse(cmd, f"order {wanted} is not running on {machine.id}")
+            return self._refuse(cmd, f"no order is running on {machine.id}")
+        if wanted is not None and wanted != running.order_id:
+            return self._refuse(
+                cmd,
+                f"order {wanted} is not running on {machine.id} (running: {running.order_id})",
+            )
+        machine.stop_order(t)
+        return self._ok(machine, running.order_id, "completed")
+
+    @staticmethod
+    def _ok(machine: Machine, oid: str, status: str) -> CommandResult:
+        return CommandResult(ok=True, machine=machine.id, order_id=oid, status=status)
+
+    @staticmethod
+    def _refuse(cmd: OrderCommand, error: str) -> CommandResult:
+        return CommandResult(ok=False, machine=cmd.machine, order_id=cmd.order_id, error=error)
+
+    def plan(self, orders: Sequence[PlannedOrder]) -> int:
+        """Import scheduled orders (master data); all or none (`PlanRejected` says why)."""
+        return self.book.plan(orders)
+
+    def orders(self) -> list[dict[str, Any]]:
+        """The active order of each machine, then the planned orders, as JSON-able dicts."""
+        active = [
+            {
+                "order_id": m.order.order_id,
+                "machine": m.id,
+                "status": "running",
+                "product": m.order.product,
+                "quantity": m.order.quantity,
+                "ideal_cycle_time_s": m.order.ideal_cycle_time_s,
+                "origin": m.order.origin,
+                "started": utc(m.order.started).isoformat(timespec="milliseconds"),
+            }
+            for m in self._all
+            if m.order is not None
+        ]
+        return active + self.book.planned_list()
+
+    # -- saved state ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able state: counter baselines, open intervals, states, downtimes, orders."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "machines": {m.id: m.snapshot() for m in self._all},
+            "orders": self.book.to_json(),
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue from a snapshot (call before the first input). Machines no longer
+        configured are dropped; new ones start afresh."""
+        version = snapshot.get("version")
+        if version != SNAPSHOT_VERSION:
+            raise ValueError(f"rules snapshot version {version!r} is not {SNAPSHOT_VERSION}")
+        self.book.load(snapshot.get("orders", {}))
+        for mid, data in snapshot.get("machines", {}).items():
+            machine = self.machines.get(mid)
+            if machine is not None:
+                machine.restore(data)
