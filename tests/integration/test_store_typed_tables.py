@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -478,6 +479,44 @@ async def test_the_recorder_fills_the_typed_tables_from_mqtt(
     assert await snapshot(conn) == expected
 
 
+async def test_an_event_the_typed_tables_refuse_is_a_dead_letter_and_the_rest_is_stored(
+    broker: Broker, prefix: str, pg_dsn: str, conn: asyncpg.Connection
+) -> None:
+    p = Plant()
+    fine = p.count(at(6), at(7), 100, 0, "o-a", 2.0)
+    # Valid envelopes the tables cannot hold: a count interval ending before it starts, and
+    # a downtime ending before its start.
+    backwards = p.count(at(8), at(7), 5, 0, "o-a", 2.0)
+    d = DowntimeData(downtime_id="m1-d5", start=at(9))
+    bad_end = d.model_copy(update={"end": at(8), "duration_s": 0.0, "micro_stop": True})
+    ended = p.emit("downtime.ended", at(9), bad_end)
+    state = p.state(at(6), "running", 6, "o-a")
+    settings = Settings(
+        mqtt=MqttSection(host=broker.host, port=broker.port, prefix=prefix),
+        store=store(pg_dsn),
+        recorder=RecorderSection(client_id="typed-rec-bad", batch_wait_ms=50),
+    )
+    deliveries = [p for e in (fine, backwards, ended, state) for p in publications(e, prefix)]
+    recorder = Recorder(settings)
+    task = asyncio.create_task(recorder.run(), name="typed-recorder")
+    try:
+        assert await recorder.wait_subscribed(10)
+        await asyncio.to_thread(publish_all, broker, [(d.topic, d.payload) for d in deliveries])
+        await until_stored(conn, 2)
+        await until(lambda: recorder.stats.dead_letters == 2)
+    finally:
+        await recorder.stop()
+        await task
+    letters = await conn.fetch("SELECT payload, error FROM dead_letters ORDER BY id")
+    assert {bytes(r["payload"]) for r in letters} == {backwards.to_json(), ended.to_json()}
+    assert all(r["error"].startswith("rejected by the store") for r in letters)
+    assert await conn.fetchval("SELECT count(*) FROM counts") == 1
+    assert await conn.fetchval("SELECT count(*) FROM state_intervals") == 1
+    assert await conn.fetchval("SELECT count(*) FROM downtimes") == 0
+    stored = {r["event_id"] for r in await conn.fetch("SELECT event_id FROM events")}
+    assert stored == {fine.event_id, state.event_id}
+
+
 async def test_the_typed_tables_are_the_same_on_timescaledb(
     conn: asyncpg.Connection, timescale_dsn: str
 ) -> None:
@@ -495,11 +534,21 @@ async def test_the_typed_tables_are_the_same_on_timescaledb(
         await ts.close()
 
 
-async def until_stored(conn: asyncpg.Connection, n: int, timeout: float = 15.0) -> None:
+async def until(done: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while await conn.fetchval("SELECT count(*) FROM events") < n:
-        assert asyncio.get_running_loop().time() < deadline, f"{n} events not stored in time"
+    while True:
+        result = done()
+        if result if isinstance(result, bool) else await result:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "not done in time"
         await asyncio.sleep(0.05)
+
+
+async def until_stored(conn: asyncpg.Connection, n: int) -> None:
+    async def stored() -> bool:
+        return bool(await conn.fetchval("SELECT count(*) FROM events") >= n)
+
+    await until(stored)
 
 
 def publish_all(broker: Broker, items: list[tuple[str, bytes]]) -> None:

@@ -54,5 +54,7 @@ ALTER TABLE shifts
     ADD COLUMN event_ts timestamptz,
     ADD COLUMN event_id uuid;
 
--- Time-window reads (OEE, review pages) select state intervals by time across machines.
+-- Time-window reads (OEE, review pages) select counts and state intervals by time across
+-- machines; the per-machine indexes of 0001 lead with the machine.
+CREATE INDEX counts_interval_start_idx ON counts (interval_start);
 CREATE INDEX state_intervals_start_idx ON state_intervals (start_ts);
