@@ -3,7 +3,8 @@
 Each poll group (tags sharing a poll interval) runs on a fixed-rate schedule: the next
 cycle is due one interval after the previous one was *due*, not after it finished; a cycle
 that overruns skips the slots it missed and counts them (`late_cycles`). Every cycle's
-samples go out in one `emit` call, each stamped with the time its response arrived.
+samples go out in one `emit` call, each stamped with the time its response arrived. A TCP
+device has its own connection; devices on one serial port share it (`wire.SerialLine`).
 
 Failures, from mildest:
 - an exception response marks the tags of that request bad; a merged request refused
@@ -37,6 +38,7 @@ from connectors.modbus.link import (
     where,
 )
 from connectors.modbus.plan import Request, plan, split
+from connectors.modbus.wire import SerialLine, Wire, wire_for
 from connectors.sample import Emit, Link, Reading, Sample
 from gateway.backoff import Backoff
 from gateway.logging import get_logger
@@ -144,7 +146,7 @@ class ModbusDevice:
         self._unit = connector.unit
         self._unit_at = 6 if connector.transport == "tcp" else 0  # unit id's byte in a frame
         self._client_factory = client_factory
-        self._client: Client | None = None
+        self._wire: Wire = Wire(connector, self._trace_packet, client_factory)  # set by run()
         self._backoff = Backoff(base_s=connector.reconnect_min_s, cap_s=connector.reconnect_max_s)
         self._link: bool | None = None
         self._down_since = 0.0
@@ -166,43 +168,52 @@ class ModbusDevice:
     async def run(self, emit: Emit) -> None:
         library_listener.set(self)  # this task's context only
         try:
+            self._wire = wire_for(self, self.connector, self._trace_packet, self._client_factory)
+        except ValueError as err:
+            # Two machines disagree about one serial line: this one stays without data.
+            log.error("modbus device not started", where=self._where, error=str(err))
+            self._set_link(False, str(err))
+            await self._flush(emit)
+            await asyncio.Event().wait()
+        if not self._groups:
+            log.warning("modbus device has no tags to poll", where=self._where)
+            await asyncio.Event().wait()
+        try:
             while True:
                 try:
-                    await self._open()
+                    async with self._wire.lock:
+                        await self._open(fresh=False)
                     await self._poll(emit)
                 except LinkDown as err:
-                    self.counters.errors += 1
                     self._set_link(False, str(err))
-                    if self._pending:
-                        batch, self._pending = self._pending, []
-                        self.counters.readings += len(batch)
-                        await emit(batch)
-                self._close()
+                    await self._flush(emit)
+                if not isinstance(self._wire, SerialLine):
+                    self._wire.close()
                 await asyncio.sleep(self._backoff.next_delay())
         finally:
-            self._close()
+            self._wire.release(self)
+
+    async def _flush(self, emit: Emit) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.counters.readings += len(batch)
+            await emit(batch)
 
     # -- connection ------------------------------------------------------------------
 
-    async def _open(self) -> None:
-        self._close()
+    async def _open(self, *, fresh: bool) -> None:
+        """(Re)connect; the caller holds the wire's lock."""
         self._library_note = None
-        client = self._client_factory(self.connector, trace_packet=self._trace_packet)
         self._stale = False
         self._mismatch = None
-        if not await client.connect():
-            client.close()
+        self._wire.take_turn(self._trace_packet)
+        if not await self._wire.open(fresh=fresh):
+            self.counters.errors += 1
             reason = self._library_note or "no connection"
             raise LinkDown(f"cannot connect to {self._where}: {reason}")
-        self._client = client
         self.counters.connects += 1
         if self.counters.connects > 1:
             self.counters.reconnects += 1
-
-    def _close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def library_line(self, level: int, message: str) -> None:
         """A line pymodbus logged from this device's task: kept as the reason, not logged."""
@@ -296,6 +307,12 @@ class ModbusDevice:
 
     async def _read(self, request: Request, method: str) -> Any:
         """The device's answer to `request` (maybe an exception response), or LinkDown."""
+        wire = self._wire
+        async with wire.lock:  # a serial line's turn; free on a device's own connection
+            wire.take_turn(self._trace_packet)
+            return await self._attempts(request, method)
+
+    async def _attempts(self, request: Request, method: str) -> Any:
         counters = self.counters
         attempts = self.connector.retries + 1
         reason = ""
@@ -304,12 +321,13 @@ class ModbusDevice:
                 # An answer nobody asked for came in: the stream is out of step.
                 counters.errors += 1
                 log.debug("modbus stale answer, reconnecting", where=self._where)
-                await self._open()
+                await self._open(fresh=True)
             elif attempt:
                 # A fresh connection: whatever the old one still delivers is discarded.
-                await self._open()
-            client = self._client
+                await self._open(fresh=True)
+            client = self._wire.client
             if client is None or not client.connected:
+                counters.errors += 1
                 raise LinkDown(f"connection to {self._where} closed")
             counters.requests += 1
             try:
@@ -317,6 +335,7 @@ class ModbusDevice:
                     request.start, count=request.count, device_id=self._unit
                 )
             except ConnectionException as err:
+                counters.errors += 1
                 raise LinkDown(f"connection to {self._where} lost: {err}") from err
             except ModbusException:
                 counters.timeouts += 1

@@ -332,6 +332,41 @@ async def test_rtu_on_a_serial_line(simulator: Start, running: Run) -> None:
         await sim.stop()
 
 
+async def test_units_on_one_serial_line_take_turns(simulator: Start, running: Run) -> None:
+    async with NullModem() as line:
+        sim = await simulator({1: Unit(), 2: Unit()}, serial_port=line.ports[0], parity="N")
+        await sim.set_value(0, 11, "uint16", unit=1)
+        await sim.set_value(0, 22, "uint16", unit=2)
+        serial = {"port": line.ports[1], "baudrate": 19200, "parity": "N"}
+        tags = {"v": tag_config("hr:0")}
+        devices = [
+            ModbusDevice(f"u{unit}", connector_for(transport="rtu", unit=unit, serial=serial), tags)
+            for unit in (1, 2, 3)  # unit 3 is not on the line
+        ]
+        readings = {d.machine: Readings() for d in devices}
+        tasks = [running(d, readings[d.machine]) for d in devices]
+        await readings["u1"].wait(lambda: devices[0].counters.cycles >= 5)
+        await readings["u3"].wait(lambda: bool(readings["u3"].links()))
+        assert {s.value for s in readings["u1"].samples()} == {11}
+        assert {s.value for s in readings["u2"].samples()} == {22}
+        assert all(s.quality == "good" for s in readings["u2"].samples())
+        [down] = readings["u3"].links()
+        assert not down.up and "no answer" in (down.error or "")
+        # one port, opened once and shared: a lost unit never closed it for the others
+        assert [link.up for link in readings["u1"].links()] == [True]
+
+        other = connector_for(transport="rtu", unit=4, serial={**serial, "baudrate": 9600})
+        clash = ModbusDevice("clash", other, tags)
+        clash_readings = Readings()
+        tasks.append(running(clash, clash_readings))
+        await clash_readings.wait(lambda: bool(clash_readings.links()))
+        assert "configured twice with different settings" in (clash_readings.links()[0].error or "")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await sim.stop()
+
+
 async def test_a_slow_consumer_skips_cycles_and_keeps_the_grid(
     simulator: Start, running: Run
 ) -> None:
