@@ -17,6 +17,7 @@ from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure
 from gateway.orders.cli import register as register_orders
+from gateway.replay import register as register_replay
 from gateway.report import register as register_report
 
 EXIT_OK = 0
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_simulate(sub)
     register_modbus(sub)
     register_report(sub)
+    register_replay(sub)
     return parser
 
 

@@ -18,10 +18,14 @@ from gateway import __version__
 from gateway.config import Settings
 from gateway.logging import get_logger
 from gateway.mqtt.publisher import Publisher
+from gateway.orders.http import OrderApi
+from gateway.orders.mqtt import OrderCommandListener
+from gateway.orders.schedule import import_startup_schedule
 from gateway.outbox import Outbox
-from gateway.pipeline import Pipeline
+from gateway.pipeline import Pipeline, build_rules
 from gateway.recorder import Recorder
-from gateway.synthetic import run_synthetic
+from gateway.samples import SampleLog
+from gateway.sources import run_clock, run_sources
 from gateway.systemd import Notifier
 
 log = get_logger("gateway.daemon")
@@ -77,7 +81,21 @@ async def run(settings: Settings, *, notifier: Notifier | None = None) -> None:
 async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notifier) -> None:
     publisher = Publisher(settings, outbox, version=__version__)
     recorder = Recorder(settings) if settings.recorder.in_process else None
-    pipeline = Pipeline(outbox, max_batch=settings.outbox.max_batch)
+    sample_log = None
+    if settings.samples.record:
+        sample_log = SampleLog(settings.samples.directory, keep_days=settings.samples.keep_days)
+    pipeline = Pipeline(
+        outbox, build_rules(settings), max_batch=settings.outbox.max_batch, sample_log=sample_log
+    )
+    if await pipeline.restore():
+        log.info("rules state restored: counting continues from the last committed values")
+    listener = OrderCommandListener(settings, pipeline)
+    api = OrderApi(settings, pipeline) if settings.api.enabled else None
+
+    async def every_tick() -> None:
+        if sample_log is not None:
+            await asyncio.to_thread(sample_log.flush)
+
     async with asyncio.TaskGroup() as group:
         # Sinks first: whatever the sources produce has somewhere to go.
         helpers: list[asyncio.Task[None]] = []
@@ -89,7 +107,16 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
                 log.warning("recorder not subscribed yet; publishing anyway")
         helpers.append(group.create_task(publisher.run(), name="mqtt-publisher"))
         rules = group.create_task(pipeline.run_rules(), name="rules")
-        sources = group.create_task(run_synthetic(settings.machines, pipeline.emit), name="sources")
+        await import_startup_schedule(settings, pipeline)
+        inputs = [
+            group.create_task(listener.run(), name="order-commands"),
+            group.create_task(run_clock(pipeline.readings, also=every_tick), name="clock"),
+            group.create_task(
+                run_sources(settings, pipeline.readings, pipeline.emit), name="sources"
+            ),
+        ]
+        if api is not None:
+            inputs.append(group.create_task(api.run(), name="order-api"))
         helpers.append(group.create_task(_report(settings, outbox, publisher, n), name="status"))
         if n.watchdog_s:
             helpers.append(group.create_task(_watchdog(n), name="watchdog"))
@@ -101,10 +128,16 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
         log.info("stopping")
         try:
             async with asyncio.timeout(settings.gateway.shutdown_timeout_s):
-                await _stop_task(sources, settings.gateway.shutdown_timeout_s)
+                # Commands still queued are refused ("gateway is stopping"), never left hanging.
+                await listener.stop()
+                if api is not None:
+                    await api.stop()
+                for task in inputs:
+                    await _stop_task(task, settings.gateway.shutdown_timeout_s)
                 n.status("stopping: draining rules")
                 await pipeline.close()
                 await rules
+                await every_tick()
                 n.status("stopping: flushing outbox")
                 flushed = await publisher.flush(settings.gateway.flush_timeout_s)
                 if not flushed:
@@ -119,7 +152,7 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
             log.error(
                 "shutdown limit reached; cancelling", limit_s=settings.gateway.shutdown_timeout_s
             )
-        for task in (rules, *helpers):
+        for task in (rules, *inputs, *helpers):
             task.cancel()
 
 

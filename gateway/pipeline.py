@@ -17,13 +17,16 @@ from typing import Any, Protocol
 
 from connectors.sample import Reading
 from gateway.backoff import Backoff
+from gateway.config import Settings
 from gateway.errors import OutboxFull
 from gateway.events import Draft
 from gateway.logging import get_logger
 from gateway.orders.desk import ScheduleRejected
 from gateway.outbox import Outbox
 from gateway.samples import SampleLog
+from rules.engine import Engine
 from rules.inputs import CommandResult, OrderCommand, PlannedOrder, Tick
+from rules.spec import machine_spec, plant_rules
 
 log = get_logger("gateway.pipeline")
 
@@ -31,6 +34,12 @@ STATE_KEY = "rules"
 # The state is saved with every commit of events, and at least this often while time passes
 # without any (so a first baseline or a long stop is not lost to a crash either).
 STATE_SAVE_INTERVAL_S = 5.0
+
+
+def build_rules(settings: Settings) -> Engine:
+    """The rules for every machine read by a connector (synthetic machines bypass them)."""
+    machines = [m for m in settings.machines if m.connector.type != "synthetic"]
+    return Engine([machine_spec(m) for m in machines], plant_rules(settings))
 
 
 class Rules(Protocol):

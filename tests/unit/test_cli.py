@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     example = ROOT / "deploy" / "examples" / "gateway.toml"
     assert main(["config", "check", str(example)]) == EXIT_OK
-    assert capsys.readouterr().out.strip() == f"{example}: ok (3 machines, 5 tags)"
+    assert capsys.readouterr().out.strip() == f"{example}: ok (3 machines, 7 tags)"
 
 
 def test_config_check_reports_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
