@@ -80,7 +80,8 @@ def _modbus(config: SimConfig, spec: MachineSpec, endpoint: Endpoint) -> dict[st
             "address": layout.modbus_address(tag, spec.modbus_base),
             "type": tag.data_type,
         }
-        if tag.data_type != "bool":
+        if tag.table in ("hr", "ir"):
+            # Said outright for the status word's bits too: BADC/DCBA would swap its bytes.
             entry["order"] = order if tag.ordered else "ABCD"
         if tag.length is not None:
             entry["length"] = tag.length

@@ -174,8 +174,8 @@ async def test_stops_and_faults_are_served_and_recorded(probe: Any) -> None:
         assert all(
             a.end == b.start for a, b in zip(truth.intervals, truth.intervals[1:], strict=False)
         )
-        assert abs(stops[0].duration_s - 0.3) < 0.05  # type: ignore[operator]
-        assert abs(stops[1].duration_s - 0.6) < 0.05  # type: ignore[operator]
+        assert abs(stops[0].duration_s - 0.3) < 0.15  # type: ignore[operator]
+        assert abs(stops[1].duration_s - 0.6) < 0.15  # type: ignore[operator]
         assert truth.made.total == 5
 
 
