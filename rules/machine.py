@@ -214,6 +214,7 @@ class Machine:
         counter = self.counters.get(s.tag)
         if counter is not None:
             if s.value == counter.same and s.quality == "good":
+                counter.ts = t  # still this value now: wraps are judged from here
                 return
             self._counter(counter, s, t)
         else:
@@ -314,6 +315,8 @@ class Machine:
         return ALWAYS if self.calendar is None else self.calendar.segment_at(t)
 
     def _grid_after(self, t: float) -> float:
+        if not self.counters:
+            return INF  # a machine without counters has no count intervals
         return (math.floor(t / self.interval) + 1) * self.interval
 
     def _grid(self, e: float, t: float) -> None:
@@ -323,9 +326,8 @@ class Machine:
             return
         if self.gap_end is not None:
             self._emit_gap()
-        if self.a_t or self.a_g or self.a_r or self.eb not in _QUIET or not self.counters:
-            if self.counters:
-                self._close_interval(e)
+        if self.a_t or self.a_g or self.a_r or self.eb not in _QUIET:
+            self._close_interval(e)
             self.acc_start = e
             self.next_close = e + self.interval
             return
