@@ -111,6 +111,9 @@ class OpcUaDevice:
         self._last_error: str | None = None
         self._reported: dict[str, str] = {}  # tag -> problem logged last
         self._check_s = min(1.0, connector.watchdog_s / 4)
+        # reset once a session delivers, not when it merely opens: a server that accepts
+        # sessions but fails every subscription must not be retried in a tight loop
+        self._backoff = Backoff(base_s=connector.reconnect_min_s, cap_s=connector.reconnect_max_s)
 
     def _tag(self, name: str, tag: TagConfig) -> Tag:
         cfg = self.cfg
@@ -129,15 +132,14 @@ class OpcUaDevice:
         )
 
     async def run(self, emit: Emit) -> None:
-        backoff = Backoff(base_s=self.cfg.reconnect_min_s, cap_s=self.cfg.reconnect_max_s)
         while True:
             try:
-                await self._session(emit, backoff)
+                await self._session(emit)
             except EmitFailed:
                 raise
             except Exception as err:  # every other failure is the link's: report, retry
                 await self._down(emit, err)
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(self._backoff.next_delay())
 
     # --- link state ------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class OpcUaDevice:
 
     # --- session ---------------------------------------------------------------------
 
-    async def _session(self, emit: Emit, backoff: Backoff) -> None:
+    async def _session(self, emit: Emit) -> None:
         cfg = self.cfg
         async with open_session(cfg, watchdog_intervall=max(1.0, cfg.watchdog_s / 2)) as client:
             feed_lost = asyncio.Event()
@@ -201,7 +203,6 @@ class OpcUaDevice:
             namespaces = await client.get_namespace_array()
             limits = await _limits(client)
             await self._up(emit)
-            backoff.reset()
             resolved, unresolved = self._resolve(namespaces)
             if cfg.mode == "subscribe":
                 await self._subscribe(client, emit, resolved, unresolved, limits, feed_lost, reason)
@@ -264,6 +265,7 @@ class OpcUaDevice:
             if tag not in failed:
                 self._problem(tag.name, None)
         await self._report_bad(emit, failed)
+        self._backoff.reset()
         if not feed.items:
             log.warning("opcua subscription has no items", machine=self.machine)
 
@@ -361,6 +363,7 @@ class OpcUaDevice:
             ready = [interval for interval, at in due.items() if at <= now]
             wanted = [pair for interval in ready for pair in groups.get(interval, ())]
             values = await _read(client, [node for _, node in wanted], chunk)
+            self._backoff.reset()
             received = datetime.now(UTC)
             samples = []
             for (tag, _), dv in zip(wanted, values, strict=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +34,28 @@ MODES = {
     "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt,
 }
 PRODUCT_URI = "urn:mes-gateway:mesgw"
+
+
+class _ExpectedOnLoss(logging.Filter):
+    """asyncua logs a traceback and warnings when a connection drops under it; the device
+    reports that loss itself, once, so these add only noise to the journal."""
+
+    NOISE = (
+        "Publish iteration crashed",
+        "close_session was called but connection is closed",
+        "close_session but connection wasn't established",
+        "close_secure_channel was called but connection is closed",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.NOISE):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is not None and not isinstance(exc, OSError)
+
+
+for _name in ("asyncua.client.ua_session.UaSession", "asyncua.client.ua_client.UaClient"):
+    logging.getLogger(_name).addFilter(_ExpectedOnLoss())
 
 
 class EndpointMismatch(GatewayError):
