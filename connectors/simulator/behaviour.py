@@ -24,9 +24,9 @@ from connectors.simulator.scenario import (
     StopStep,
     WaitStep,
 )
-from connectors.simulator.truth import StateKind
+from connectors.simulator.truth import DropMode, StateKind
 
-StartDrop = Callable[[str, float, str], Awaitable[object]]
+StartDrop = Callable[[str, float, DropMode], Awaitable[object]]
 
 
 class Pace:

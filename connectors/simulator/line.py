@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from connectors.simulator.behaviour import free_run, run_steps
 from connectors.simulator.config import ServerKey, SimConfig
@@ -23,7 +23,7 @@ from connectors.simulator.machine import SimMachine, now
 from connectors.simulator.modbus_server import ModbusStation
 from connectors.simulator.opcua_server import OpcUaStation
 from connectors.simulator.scenario import Scenario, check_scenario
-from connectors.simulator.truth import Drop, MachineTruth, Truth
+from connectors.simulator.truth import Drop, DropMode, MachineTruth, Truth
 from gateway.errors import ConfigError
 from gateway.logging import get_logger
 from gateway.testing import free_port
@@ -31,7 +31,6 @@ from gateway.testing import free_port
 log = get_logger("connectors.simulator")
 
 Station = OpcUaStation | ModbusStation
-DropMode = Literal["close", "silent"]
 
 
 @dataclass
@@ -165,8 +164,8 @@ class SimulatedLine:
             raise RuntimeError(f"{', '.join(sorted(busy))} already running a scenario")
         restores: list[asyncio.Task[None]] = []
 
-        async def start_drop(machine_id: str, seconds: float, mode: str) -> None:
-            outage = self._start_drop(machine_id, seconds, mode)  # type: ignore[arg-type]
+        async def start_drop(machine_id: str, seconds: float, mode: DropMode) -> None:
+            outage = self._start_drop(machine_id, seconds, mode)
             restores.append(outage.task)
 
         async def script(machine_id: str) -> None:

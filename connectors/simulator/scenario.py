@@ -34,6 +34,7 @@ from connectors.simulator.config import (
     check_order,
 )
 from connectors.simulator.states import state_code
+from connectors.simulator.truth import DropMode
 from gateway.config import Ident, Section, _read_toml, format_errors
 from gateway.errors import ConfigError
 
@@ -110,7 +111,7 @@ class DropStep(Section):
 
     do: Literal["drop"]
     seconds: Seconds
-    mode: Literal["close", "silent"] = Field(
+    mode: DropMode = Field(
         "close", description="close: server down, connections closed; silent: no answers"
     )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 StateKind = Literal["running", "stopped", "faulted", "idle"]
+DropMode = Literal["close", "silent"]
 NO_ORDER = ""  # the key of parts made while no order was set
 SCHEMA = "mesgw.sim-truth/1"
 
@@ -96,7 +97,7 @@ class Drop:
 
     start: datetime
     endpoint: str
-    mode: Literal["close", "silent"]
+    mode: DropMode
     made: Made = field(default_factory=Made)
     end: datetime | None = None
 
