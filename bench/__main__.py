@@ -6,7 +6,7 @@ import asyncio
 import platform
 import sys
 
-from bench import bench_modbus, bench_opcua, bench_outbox, bench_pipeline, bench_store
+from bench import bench_modbus, bench_opcua, bench_outbox, bench_pipeline, bench_rules, bench_store
 from bench.table import render
 from gateway.logging import configure
 
@@ -19,6 +19,7 @@ def main() -> int:
         flush=True,
     )
     rows: list[dict[str, object]] = []
+    rows += bench_rules.run()
     rows += bench_outbox.run()
     rows += asyncio.run(bench_store.run())
     rows += asyncio.run(bench_pipeline.run())
