@@ -43,6 +43,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from gateway.logging import configure
 
     config = load_sim_config(args.config)
+    if args.truth is not None and not args.truth.parent.is_dir():
+        raise ConfigError([f"--truth {args.truth}: no such directory {args.truth.parent}"])
     scenario = load_scenario(args.scenario, config) if args.scenario else None
     if args.print_gateway_config:
         try:

@@ -135,6 +135,11 @@ def test_config_errors_exit_2_naming_file_and_key(
     assert main(["simulate", "--config", str(bad)]) == EXIT_CONFIG
     assert capsys.readouterr().err.startswith(f"{bad}: machines[0].id: must be lower-case")
 
+    good = line_file(tmp_path, 0, 0)
+    nowhere = tmp_path / "missing" / "truth.json"
+    assert main(["simulate", "--config", str(good), "--truth", str(nowhere)]) == EXIT_CONFIG
+    assert capsys.readouterr().err == (f"--truth {nowhere}: no such directory {nowhere.parent}\n")
+
     free = line_file(tmp_path, 0, 5020)
     assert main(["simulate", "--config", str(free), "--print-gateway-config"]) == EXIT_CONFIG
     assert "filler-1 is served on a free port chosen at start" in capsys.readouterr().err
