@@ -1,8 +1,9 @@
 """The store: PostgreSQL (TimescaleDB when available) behind the recorder.
 
 `connect` opens a connection, `migrate` brings the schema and policies up to date,
-`write_batch` stores received events and dead letters, `prune` applies event retention on
-plain PostgreSQL.
+`write_batch` stores received events, the typed rows derived from them and dead letters,
+`prune` applies event retention on plain PostgreSQL. OEE is computed by SQL functions of the
+schema (migration 0005), read by `gateway.report`.
 """
 
 from gateway.store.db import connect, describe

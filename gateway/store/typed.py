@@ -275,8 +275,25 @@ ON CONFLICT (shift_id) DO UPDATE SET
 WHERE s.event_id IS NULL OR (excluded.event_ts, excluded.event_id) > (s.event_ts, s.event_id)
 """
 
+# Recorders sharing a subscription write concurrently. An interval's end and the running
+# order are derived from the other rows of the same machine, which a concurrent transaction
+# may be changing unseen; so batches touching the same machine's states or orders take turns,
+# on transaction-scoped advisory locks taken in one order (no deadlock between them). The
+# two-key form keeps them apart from the migration lock.
+LOCK_CLASS = int.from_bytes(b"mesg", "big")  # fits int4
+MACHINE_LOCKS = f"""
+SELECT pg_advisory_xact_lock({LOCK_CLASS}, machines.key)
+FROM (
+    SELECT DISTINCT hashtext(concat_ws('/', site, area, line, machine)) AS key
+    FROM {STAGING}
+    WHERE type IN ('state', 'order.started', 'order.ended')
+    ORDER BY 1
+) machines
+"""
+
 # Statements per event type present in a batch, in the order they run.
 _STATEMENTS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
+    (frozenset({"state", "order.started", "order.ended"}), (MACHINE_LOCKS,)),
     (frozenset({"count"}), (COUNTS,)),
     (frozenset({"state"}), (STATES, STATE_ENDS)),
     (frozenset({"downtime.started", "downtime.updated", "downtime.ended"}), (DOWNTIMES,)),

@@ -446,6 +446,48 @@ async def test_a_newer_shift_event_replaces_the_shift_and_its_breaks(
     assert row["event_id"] == new.event_id
 
 
+# --- recorders sharing a subscription ------------------------------------------------------
+
+
+async def test_two_recorders_writing_one_machine_at_once_agree(
+    pg_dsn: str, conn: asyncpg.Connection
+) -> None:
+    # A share group splits one machine's events between recorders that commit concurrently:
+    # interval ends and the running order depend on rows the other may be writing.
+    p = Plant()
+    buckets: list[StateBucket] = ["running", "down", "idle"]
+    for i in range(120):
+        order = f"o-{i // 4}"
+        if i % 4 == 0:
+            if i:
+                p.emit("order.ended", at(6, i), order_data(f"o-{i // 4 - 1}", "completed"))
+            p.emit("order.started", at(6, i), order_data(order, "running"), order=order)
+        p.state(at(6, i), buckets[i % 3], i, order)
+    events = p.events
+    other = await connect(store(pg_dsn))
+    try:
+        for seed in range(3):
+            await conn.execute(CLEAR)
+            rng = random.Random(seed)
+            shuffled = rng.sample(events, len(events))
+            halves = [shuffled[::2], shuffled[1::2]]
+            await asyncio.gather(
+                *(
+                    write_in_batches(c, [half[i : i + 3] for i in range(0, len(half), 3)])
+                    for c, half in zip((conn, other), halves, strict=True)
+                )
+            )
+            ends = await conn.fetch("SELECT start_ts, end_ts FROM state_intervals ORDER BY 1")
+            starts = [r["start_ts"] for r in ends]
+            assert starts == [at(6, i) for i in range(120)]
+            assert [r["end_ts"] for r in ends] == [*starts[1:], None], f"seed {seed}"
+            running = await conn.fetch("SELECT order_id FROM work_orders WHERE status = 'running'")
+            assert [r["order_id"] for r in running] == ["o-29"], f"seed {seed}"
+            assert await conn.fetchval("SELECT count(*) FROM dead_letters") == 0
+    finally:
+        await other.close()
+
+
 # --- through the recorder, and on TimescaleDB ----------------------------------------------
 
 
