@@ -34,16 +34,18 @@ class Engine:
         calendars = {
             name: Calendar(name, config, zone) for name, config in self.plant.shifts.items()
         }
+        # Inputs the rules could not use (unknown machine, clock far ahead): counted, not fatal.
+        self.stats: Tally[str] = Tally()
         self.machines: dict[str, Machine] = {}
         for spec in machines:
             name = spec.shift_calendar
             if name is None and "default" in calendars:
                 name = "default"
             calendar = calendars[name] if name is not None else None
-            self.machines[spec.id] = Machine(spec, self.plant, calendar, self.book, self._out)
+            self.machines[spec.id] = Machine(
+                spec, self.plant, calendar, self.book, self._out, self.stats
+            )
         self._all = list(self.machines.values())
-        # Inputs the rules could not use (unknown machine or tag): counted, never fatal.
-        self.stats: Tally[str] = Tally()
 
     @classmethod
     def from_settings(cls, settings: Any) -> Engine:
@@ -64,6 +66,7 @@ class Engine:
         elif kind is Tick:
             t = reading.ts.timestamp()
             for machine in self._all:
+                machine.clock = t
                 if t >= machine.deadline:
                     machine.advance(t)
                 elif t > machine.now:

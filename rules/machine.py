@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter as Tally
 from typing import Any, cast
 
 from connectors.sample import Link, Sample
@@ -36,6 +37,9 @@ from rules.spec import MachineSpec, PlantRules
 from rules.states import StateTable, code_value
 
 INF = math.inf
+# A reading stamped further ahead of the gateway's clock (the ticks) counts at the clock's
+# time: a PLC with a wrong clock must not drag its machine into the future.
+MAX_AHEAD_S = 300.0
 _QUIET = ("unknown", "not_scheduled")  # an interval with no parts in these is not reported
 _DOWN = ("down", "changeover")
 
@@ -66,11 +70,13 @@ class Machine:
         calendar: Calendar | None,
         book: OrderBook,
         out: list[Draft],
+        stats: Tally[str] | None = None,
     ) -> None:
         rules = plant.rules
         self.spec = spec
         self.id, self.area, self.line = spec.id, spec.area, spec.line
         self.out = out
+        self.stats: Tally[str] = stats if stats is not None else Tally()
         self.book = book
         self.calendar = calendar
         self.interval = rules.count_interval_s
@@ -79,7 +85,6 @@ class Machine:
             spec.micro_stop_s if spec.micro_stop_s is not None else rules.micro_stop_s
         )
         self.micro_loss = rules.micro_stop_loss
-        self.changeover_on = rules.changeover
         self.down_after_cycles = rules.down_after_cycles
         self.down_after_default = rules.down_after_s
         self.ict = spec.ideal_cycle_time_s
@@ -107,6 +112,10 @@ class Machine:
             if spec.state_table is not None
             else None
         )
+        if self.state_tag is not None and self.table is None:
+            raise ValueError(f"machine {spec.id}: a state tag needs a state table")
+        # A changeover ends at the next good part: it needs a counter that shows one.
+        self.changeover_on = rules.changeover and (self.has_g or self.has_t)
         self.reasons = Reasons(
             plant.reasons, spec.reason_map, spec.reason_rules, rules.changeover_reason
         )
@@ -122,6 +131,7 @@ class Machine:
         self.deadline = -INF
         self.ts_obj: object = None
         self.ts_val = 0.0
+        self.clock = INF  # the latest tick; INF until there is one
         self.seg: Segment = ALWAYS
         # count interval
         self.next_close = INF
@@ -200,6 +210,9 @@ class Machine:
             t = self.ts_val
         else:
             t = ts.timestamp()
+            if t > self.clock + MAX_AHEAD_S:
+                self.stats["reading ahead of the clock"] += 1
+                t = self.clock
             self.ts_obj = ts
             self.ts_val = t
         if t >= self.deadline:
@@ -250,12 +263,6 @@ class Machine:
         elif self.link_up or self.gap_start is None:
             self._link_down(t, link.error)
         self._settle()
-
-    def tick(self, t: float) -> None:
-        if t >= self.deadline:
-            self.advance(t)
-        elif t > self.now:
-            self.now = t
 
     def _settle(self) -> None:
         self.deadline = min(self.next_close, self.seg.end, self.cand_t, self.down_t)

@@ -283,3 +283,14 @@ def test_downtime_ids_are_unique_within_a_millisecond() -> None:
         "m1-20260302T080005000Z-2",
         "m1-20260302T080006000Z",
     )
+
+
+def test_a_plc_clock_far_ahead_counts_at_the_gateway_clock() -> None:
+    eng = make()
+    eng.feed(Tick(at(0)))
+    drafts = eng.feed(Sample("m1", "good", 0, at(1)))
+    drafts += eng.feed(Sample("m1", "good", 5, at(3600 * 24 * 365)))  # a year ahead
+    drafts += eng.feed(Tick(at(10)))
+    assert eng.stats["reading ahead of the clock"] == 1
+    [count] = [d.data for d in drafts if isinstance(d.data, CountData)]
+    assert (count.end, count.total) == (at(10), 5)
