@@ -299,7 +299,9 @@ class OpcUaConnector(Section):
     sampling_interval_s: float = Field(
         0.25, ge=0, description="default per tag; 0 = as fast as the server samples"
     )
-    queue_size: int = Field(1, ge=1, le=100_000, description="server-side queue per item")
+    queue_size: int = Field(
+        10, ge=1, le=100_000, description="values kept per item between publishes"
+    )
     deadband: float = Field(0.0, ge=0, description="absolute deadband, default per tag")
     poll_interval_s: float = Field(1.0, gt=0, description="mode = poll; default per tag")
     security_policy: OpcUaSecurityPolicy = "Basic256Sha256"

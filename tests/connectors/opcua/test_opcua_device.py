@@ -231,3 +231,17 @@ async def test_a_failing_consumer_stops_the_device_instead_of_being_retried(plan
     else:
         raise AssertionError("run() returned")
     assert calls == 1
+
+
+async def test_a_state_shorter_than_a_publishing_interval_still_arrives(
+    plant_server, collector, running
+):
+    server = await plant_server()
+    device = OpcUaDevice("m", connector(server.endpoint, publishing_interval_s=0.5), tags())
+    async with running(device, collector):
+        await collector.wait_for(lambda: collector.values("state") == [1])
+        for code in (17, 2, 6):  # fault, reset, running: all within one publish
+            await server.write("State", code)
+        await collector.wait_for(lambda: collector.values("state") == [1, 17, 2, 6])
+    states = [s for s in collector.samples if s.tag == "state"]
+    assert [s.ts for s in states] == sorted(s.ts for s in states)
