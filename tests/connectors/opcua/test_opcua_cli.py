@@ -129,3 +129,24 @@ def test_unreachable_server_is_a_one_line_error(capsys) -> None:
     assert main(["opcua", "browse", endpoint, "--security-policy", "None", "--timeout", "2"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"mesgw: {endpoint}: ") and "\n" not in err
+
+
+async def test_browse_connects_as_a_configured_machine(plant_server, tmp_path):
+    server = await plant_server()
+    conf = tmp_path / "gateway.toml"
+    conf.write_text(
+        f"""
+[[machines]]
+id = "filler-1"
+area = "a"
+line = "l"
+connector = {{ type = "opcua", endpoint = "{server.endpoint}", security_policy = "None" }}
+"""
+    )
+    code, out, err = await mesgw(
+        "opcua", "browse", "--config", str(conf), "--machine", "filler-1", "--depth", "1"
+    )
+    assert code == 0, err
+    assert "  Line1  ns=2;s=Line1" in out.splitlines()
+    code, _, err = await mesgw("opcua", "browse", "--config", str(conf), "--machine", "nope")
+    assert code == 2 and "no OPC UA machine 'nope'" in err
