@@ -57,6 +57,10 @@ async def fetch_oee(
     )
     conn = await connect(store)
     try:
+        # The planner cannot see how few hours a record spans, so large windows look costly
+        # enough for JIT compilation, which took longer than the query it compiled (0.5 s of
+        # 1 s for a day of 50 machines).
+        await conn.execute("SET jit = off")
         rows = await conn.fetch(sql, start, end, micro_stops, machine)
     except asyncpg.UndefinedFunctionError as err:
         raise StoreError(
