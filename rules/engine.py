@@ -95,6 +95,15 @@ class Engine:
                 drafts.extend(made)
         return drafts
 
+    def flush(self) -> list[Draft]:
+        """Close every machine's open count interval at its time, so every part counted so
+        far is in an event (replay's end; the daemon needs it not: its snapshot keeps them)."""
+        for machine in self._all:
+            machine.flush()
+        drafts = self._out[:]
+        self._out.clear()
+        return drafts
+
     def command(self, cmd: OrderCommand) -> tuple[CommandResult, list[Draft]]:
         """Start or stop a work order; the reply, and the drafts (also those of time passing)."""
         machine = self.machines.get(cmd.machine)

@@ -916,6 +916,14 @@ class Machine:
         dt.reason = found
         self._emit_downtime("downtime.updated", t, dt)
 
+    def flush(self) -> None:
+        """Report the open count interval (and parts counted across a gap) up to now."""
+        if not self.started or self.restored:
+            return
+        if self.gap_end is not None:
+            self._emit_gap()
+        self._cut(self.now)
+
     # -- saved state -----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:

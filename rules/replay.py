@@ -4,6 +4,8 @@
 would have made of a day: the events, and a summary (parts per machine and order, count
 quality flags, downtimes, time per state). Ticks are rebuilt from the readings' own
 timestamps, one per whole second, as the daemon sends them; ticks in the input are used too.
+At the end each machine's open count interval is closed at its last time, so every part
+counted is in the result.
 """
 
 from __future__ import annotations
@@ -108,8 +110,10 @@ def replay(
     planned: Sequence[PlannedOrder] = (),
     until: datetime | None = None,
     tick_s: float = 1.0,
+    flush: bool = True,
 ) -> ReplayResult:
-    """Run readings and commands through `engine` (fresh, or restored from a snapshot)."""
+    """Run readings and commands through `engine` (fresh, or restored from a snapshot);
+    `flush=False` leaves the open count intervals open (to continue with more readings)."""
     if planned:
         engine.plan(planned)
     drafts: list[Draft] = []
@@ -140,6 +144,8 @@ def replay(
     if until is not None:
         ticks_to(until.timestamp())
         last = until if last is None or until > last else last
+    if flush:  # parts counted in the last, still open interval belong in the result too
+        drafts.extend(engine.flush())
     summary = summarize(drafts, first, last)
     summary.refused = [r for r in results if not r.ok]
     return ReplayResult(drafts, results, summary)

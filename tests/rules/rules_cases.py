@@ -73,8 +73,8 @@ def run_case(name: str) -> Run:
     results: list[CommandResult] = []
     batch: list[Logged] = []
 
-    def flush(until: datetime | None = None) -> None:
-        result = replay(batch, engine, until=until)
+    def flush(until: datetime | None = None, last: bool = False) -> None:
+        result = replay(batch, engine, until=until, flush=last)
         drafts.extend(result.drafts)
         results.extend(result.results)
         batch.clear()
@@ -94,7 +94,7 @@ def run_case(name: str) -> Run:
             engine.restore(saved)
             # The restarted gateway's first tick: the time it is running again.
             flush(until=item)
-    flush()
+    flush(last=True)
     for d in drafts:  # every draft must make a valid event of the contract
         d.seal(event_id=uuid.uuid4(), seq=1, gateway="gw", site="s")
     return Run(drafts, results, engine)

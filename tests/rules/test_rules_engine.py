@@ -294,3 +294,21 @@ def test_a_plc_clock_far_ahead_counts_at_the_gateway_clock() -> None:
     assert eng.stats["reading ahead of the clock"] == 1
     [count] = [d.data for d in drafts if isinstance(d.data, CountData)]
     assert (count.end, count.total) == (at(10), 5)
+
+
+def test_parts_counted_across_a_gap_are_spread_over_its_orders() -> None:
+    eng = make()
+    drafts = eng.feed(Sample("m1", "good", 0, at(0)))
+    drafts += eng.feed(Sample("m1", "good", 10, at(5)))
+    drafts += eng.feed(Link("m1", False, at(10), "timeout"))
+    result, made = eng.command(cmd("start", "WO-1", s=40))
+    assert result.ok
+    drafts += made
+    drafts += eng.feed(Link("m1", True, at(70)))
+    drafts += eng.feed(Sample("m1", "good", 101, at(70.5)))
+    gap = [(d.order, d.data) for d in drafts if isinstance(d.data, CountData)]
+    assert [(o, c.start, c.end, c.total, c.quality) for o, c in gap] == [
+        (None, at(0), at(10), 10, "ok"),
+        (None, at(10), at(40), 46, "gap"),  # 91 parts over 60 s: 45.5 each, the rest first
+        ("WO-1", at(40), at(70), 45, "gap"),
+    ]

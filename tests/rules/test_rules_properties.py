@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.sample import Sample
+from connectors.sample import Link, Sample
 from gateway.events import CountData, Draft
 from rules.calendar import Calendar
 from rules.config import RulesSection, ShiftCalendar, ShiftPattern
@@ -95,13 +95,17 @@ def test_deltas_sum_to_the_parts_made(modulus: int, start: int, plan: list[Step]
 
 
 @st.composite
-def order_scripts(draw: st.DrawFn) -> list[tuple[float, str, object]]:
-    """Readings and order commands at increasing times: (seconds from T0, kind, payload)."""
+def order_scripts(draw: st.DrawFn, links: bool = False) -> list[tuple[float, str, object]]:
+    """Readings and order commands at increasing times: (seconds from T0, kind, payload);
+    with `links`, the link to the machine also drops and returns."""
     t = 0.0
     script: list[tuple[float, str, object]] = []
+    kinds = ["parts", "parts", "parts", "start", "stop", "tick"]
+    if links:
+        kinds += ["down", "up"]
     for _ in range(draw(st.integers(1, 80))):
         t += round(draw(st.floats(0.1, 20.0, allow_nan=False)), 3)
-        kind = draw(st.sampled_from(["parts", "parts", "parts", "start", "stop", "tick"]))
+        kind = draw(st.sampled_from(kinds))
         if kind == "parts":
             payload: object = (draw(st.integers(0, 5)), draw(st.integers(0, 2)))
         elif kind == "start":
@@ -121,10 +125,15 @@ def play(
     expected: dict[str | None, int] = {}
     active: str | None = None
     total = reject = 0
+    up = True
     drafts += eng.feed(Sample("m", "total", total, T0))
     drafts += eng.feed(Sample("m", "reject", reject, T0))
+    clock = 0
     for i, (t, kind, payload) in enumerate(script):
         ts = T0 + timedelta(seconds=t)
+        while clock + 1 <= t:  # the daemon's clock ticks every second, whatever happens
+            clock += 1
+            drafts += eng.feed(Tick(T0 + timedelta(seconds=clock)))
         if i == split:
             saved = json.loads(json.dumps(eng.snapshot()))
             fresh = engine(1 << 16, two=True)
@@ -134,9 +143,16 @@ def play(
             good, bad = payload  # type: ignore[misc]
             total += good + bad
             reject += bad
-            drafts += eng.feed(Sample("m", "total", total, ts))
-            drafts += eng.feed(Sample("m", "reject", reject, ts))
+            if up:  # while the link is down the PLC counts on, unseen
+                drafts += eng.feed(Sample("m", "total", total, ts))
+                drafts += eng.feed(Sample("m", "reject", reject, ts))
             expected[active] = expected.get(active, 0) + good + bad
+        elif kind in ("down", "up"):
+            up = kind == "up"
+            drafts += eng.feed(Link("m", up, ts))
+            if up:
+                drafts += eng.feed(Sample("m", "total", total, ts))
+                drafts += eng.feed(Sample("m", "reject", reject, ts))
         elif kind == "start":
             result, made = eng.command(OrderCommand("m", "start", ts, "cli", order_id=payload))  # type: ignore[arg-type]
             drafts += made
@@ -150,7 +166,11 @@ def play(
         else:
             drafts += eng.feed(Tick(ts))
     end = T0 + timedelta(seconds=(script[-1][0] if script else 0) + 60)
-    drafts += eng.feed(Tick(end))
+    if not up:
+        drafts += eng.feed(Link("m", True, end))
+        drafts += eng.feed(Sample("m", "total", total, end))
+        drafts += eng.feed(Sample("m", "reject", reject, end))
+    drafts += eng.feed(Tick(end + timedelta(seconds=20)))
     return drafts, {k: v for k, v in expected.items() if v}, eng
 
 
@@ -191,7 +211,7 @@ def test_every_part_counted_for_exactly_one_order(script: list) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(script=order_scripts(), where=st.floats(0, 1))
+@given(script=order_scripts(links=True), where=st.floats(0, 1))
 def test_a_restart_anywhere_loses_and_doubles_nothing(script: list, where: float) -> None:
     split = int(where * len(script))
     straight, expected, _ = play(engine(1 << 16, two=True), script)
