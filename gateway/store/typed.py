@@ -1,9 +1,9 @@
 """The typed tables, derived from the events of a batch inside its transaction.
 
-Every statement reads the batch's staging table (`writer.STAGING`) and writes set-based: one
-statement per table and batch, none per event. Events come twice (QoS 1) and out of order
-(redeliveries, recorder restarts, a gateway draining its outbox), so each table is a pure
-function of the set of events received, whatever their order:
+Every statement reads the batch's staging table (`STAGING`, filled by writer.py) and writes
+set-based: one statement per table and batch, none per event. Events come twice (QoS 1) and
+out of order (redeliveries, recorder restarts, a gateway draining its outbox), so each table
+is a pure function of the set of events received, whatever their order:
 
 - `counts`: one row per count event, inserted once.
 - `state_intervals`: one row per machine and `since`, holding the newest event (highest
@@ -15,6 +15,8 @@ function of the set of events received, whatever their order:
 - `work_orders`: upserted by order id; first start, last end, fields of the newest event,
   and `running` derived per machine (the machine's newest order event is that order's start).
 - `shifts`: upserted by shift id from the newest shift.started event.
+
+Concurrent recorders (a shared subscription) take turns per machine for states and orders.
 """
 
 from __future__ import annotations
