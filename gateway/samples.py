@@ -7,9 +7,11 @@ One file per UTC day (`samples-YYYYMMDD.jsonl`), one reading per line:
     {"ts": "…", "machine": "filler-1", "link": "down", "error": "connection refused"}
     {"ts": "…", "machine": "filler-1", "command": "start", "order_id": "WO-1", "origin": "http"}
 
-Samples are logged when their value or quality changes (report by exception): the rules
-react to changes and to the passing of time, which replay rebuilds from the timestamps, so
-the log replays to the same events at a fraction of the volume.
+Samples are logged when their value or quality changes (report by exception), together with
+the last unchanged reading before the change: the rules react to changes and to the passing
+of time, which replay rebuilds from the timestamps, and a counter's wrap-or-reset judgement
+depends on when it was last seen unchanged — so the log replays to the same events at a
+fraction of the volume.
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ def read_log(path: Path) -> Iterator[Logged]:
                 raise SampleLogError(f"{path}:{number}: {err}") from err
 
 
+def _day(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y%m%d")
+
+
 class SampleLog:
     """Appends readings that changed to the day's file; `flush()` writes them out."""
 
@@ -146,6 +152,7 @@ class SampleLog:
         self.directory = directory
         self.keep_days = keep_days
         self._last: dict[tuple[str, str], tuple[object, str]] = {}
+        self._held: dict[tuple[str, str], Sample] = {}  # last unchanged reading, not yet logged
         self._pending: list[tuple[str, str]] = []  # (day, line)
         self.written = 0
 
@@ -156,14 +163,20 @@ class SampleLog:
                 # type() keeps 1 and True (and 1 and 1.0) apart: the rules may treat them so.
                 seen = (type(item.value), item.value), item.quality
                 if self._last.get(key) == seen:
+                    self._held[key] = item
                     continue
                 self._last[key] = seen
+                held = self._held.pop(key, None)
+                if held is not None:
+                    self._pending.append((_day(held.ts), to_line(held)))
             elif isinstance(item, Link) and not item.up:
                 # After a gap, the first value of every tag is news again.
                 for key in [k for k in self._last if k[0] == item.machine]:
                     del self._last[key]
-            day = item.ts.astimezone(UTC).strftime("%Y%m%d")
-            self._pending.append((day, to_line(item)))
+                    held = self._held.pop(key, None)
+                    if held is not None:
+                        self._pending.append((_day(held.ts), to_line(held)))
+            self._pending.append((_day(item.ts), to_line(item)))
 
     def flush(self) -> int:
         """Write pending lines (blocking: call from a worker thread); returns lines written."""

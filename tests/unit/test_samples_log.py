@@ -40,14 +40,24 @@ def test_log_keeps_changes_only_and_splits_days(tmp_path: Path) -> None:
     log.add([Sample("m1", "good", True, at(0.3))])  # same as 1 to ==, a different reading
     log.add([Sample("m1", "good", 1, at(0.4), quality="uncertain")])
     log.add([Link("m1", False, at(0.45)), Sample("m1", "good", 1, at(0.6))])  # new after gap
-    assert log.flush() == 5
+    assert log.flush() == 6  # the held 1 at 0.2 is logged before the change at 0.3
+    # An unchanged reading is held back, and logged just before the next change: replay
+    # then knows when the old value was last seen.
+    log.add([Sample("m1", "good", 1, at(0.7)), Sample("m1", "good", 1, at(0.8))])
+    assert log.flush() == 0
+    log.add([Sample("m1", "good", 2, at(0.9))])
+    assert log.flush() == 2
     assert log.flush() == 0
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["samples-20261122.jsonl", "samples-20261123.jsonl"]
     day1 = list(read_log(tmp_path / files[0]))
     day2 = list(read_log(tmp_path / files[1]))
-    assert [getattr(i, "value", None) for i in day1] == [1, True, 1, None]
-    assert day2 == [Sample("m1", "good", 1, at(0.6))]
+    assert [getattr(i, "value", None) for i in day1] == [1, 1, True, 1, None]
+    assert day2 == [
+        Sample("m1", "good", 1, at(0.6)),
+        Sample("m1", "good", 1, at(0.8)),
+        Sample("m1", "good", 2, at(0.9)),
+    ]
 
 
 def test_prune_deletes_days_older_than_keep_days(tmp_path: Path) -> None:
