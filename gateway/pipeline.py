@@ -53,6 +53,8 @@ class Rules(Protocol):
 
     def orders(self) -> list[dict[str, Any]]: ...
 
+    def flush(self) -> list[Draft]: ...
+
     def snapshot(self) -> dict[str, Any]: ...
 
     def restore(self, snapshot: dict[str, Any]) -> None: ...
@@ -253,8 +255,10 @@ class Pipeline:
         return False
 
     async def _save_state(self) -> None:
+        # An orderly stop closes the open count intervals, so the store holds every part
+        # counted up to the stop; the next start counts on from those values.
         if self.rules is not None:
-            await self._commit([], stateful=True)
+            await self._commit(self.rules.flush(), stateful=True)
 
     async def _commit(self, batch: list[Draft], *, stateful: bool) -> None:
         if not batch and not stateful:

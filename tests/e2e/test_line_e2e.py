@@ -117,6 +117,8 @@ port = {broker.port}
 prefix = "{prefix}"
 reconnect_min_s = 0.05
 reconnect_max_s = 0.5
+[api]
+port = 0
 [outbox]
 path = "{tmp / "outbox.db"}"
 synchronous = "normal"

@@ -68,6 +68,8 @@ port = {port}
 prefix = "{prefix}"
 reconnect_min_s = 0.05
 reconnect_max_s = 0.5
+[api]
+port = 0
 [outbox]
 path = "{outbox}"
 synchronous = "normal"

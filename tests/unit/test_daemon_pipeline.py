@@ -76,6 +76,9 @@ class TallyRules:
     def orders(self) -> list[dict[str, Any]]:
         return [{"order_id": o, "status": "planned", "machine": None} for o in self.planned]
 
+    def flush(self) -> list[Draft]:
+        return [draft(1000 + self.tally)]  # stands for the open interval closed at stop
+
     def snapshot(self) -> dict[str, Any]:
         return {"tally": self.tally, "planned": self.planned}
 
@@ -112,6 +115,7 @@ async def test_rules_state_is_committed_with_events_and_restored(tmp_path: Path)
         await pipeline.close()
         await asyncio.wait_for(task, 5)
         assert pipeline.rule_errors == 1
+        assert [r.event.data.good for r in await outbox.peek(0, 10)][-1] == 1002  # type: ignore[union-attr]
     finally:
         await outbox.close()
     await outbox.open()
