@@ -16,6 +16,19 @@ import structlog
 _LIBRARY_LOGGERS = ("asyncua", "pymodbus", "paho", "asyncpg")
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stdout` is when a line is logged, not when configured: a
+    replaced stdout (a test's capture, a redirect) never leaves a handler on a closed file."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -47,7 +60,7 @@ def configure(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(out)
+    handler = logging.StreamHandler(out) if stream is not None else _StdoutHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

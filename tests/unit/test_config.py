@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.simulator.config import load_sim_config
+from connectors.simulator.gateway_config import gateway_machines, render_toml
 from gateway.config import load_config, redacted
 from gateway.errors import ConfigError
 
@@ -54,10 +56,17 @@ def problems(path: Path) -> list[str]:
     return info.value.problems
 
 
-def test_example_configs_are_valid() -> None:
-    for name in ("gateway.toml", "demo.toml"):
-        settings = load_config(ROOT / "deploy" / "examples" / name)
-        assert settings.machines, name
+def test_example_configs_are_valid(tmp_path: Path) -> None:
+    settings = load_config(ROOT / "deploy" / "examples" / "gateway.toml")
+    assert settings.machines
+    # The demo's settings take their machines from the simulated line, as tools/demo does.
+    line = load_sim_config(ROOT / "deploy" / "examples" / "simulator.toml")
+    demo = (ROOT / "deploy" / "examples" / "demo.toml").read_text()
+    path = write(tmp_path, demo + render_toml(gateway_machines(line)))
+    settings = load_config(path)
+    assert [m.id for m in settings.machines] == ["filler-1", "capper-1", "labeler-1", "packer-1"]
+    assert settings.orders.schedule_csv is not None
+    assert (ROOT / settings.orders.schedule_csv).is_file()
 
 
 def test_error_names_file_and_key_path(tmp_path: Path) -> None:
