@@ -34,19 +34,25 @@ def documents() -> dict[str, dict[str, Any]]:
 
 
 def render(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write(directory: Path = SCHEMA_DIR) -> list[Path]:
+def write_documents(docs: dict[str, dict[str, Any]], directory: Path) -> list[Path]:
+    """Write each schema document as `directory/<name>`; returns the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, doc in documents().items():
+    for name, doc in docs.items():
         path = directory / name
         path.write_text(render(doc), encoding="utf-8")
         written.append(path)
     return written
 
 
-if __name__ == "__main__":
-    for path in write(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_DIR):
+def main(docs: dict[str, dict[str, Any]], default_dir: Path) -> None:
+    """`python -m …schema [DIR]`: regenerate the schema files and list them."""
+    for path in write_documents(docs, Path(sys.argv[1]) if len(sys.argv) > 1 else default_dir):
         print(path)
+
+
+if __name__ == "__main__":
+    main(documents(), SCHEMA_DIR)

@@ -6,12 +6,11 @@ they drift from the models in gateway/orders/commands.py.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from gateway.orders.commands import MqttCommand, OrderReply, StartRequest, StopRequest
+from gateway.schema import main, render  # noqa: F401  (render: used by the schema test)
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 _BASE = "https://mes-gateway.invalid/schema/"
@@ -58,20 +57,5 @@ def documents() -> dict[str, dict[str, Any]]:
     return docs
 
 
-def render(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def write(directory: Path = SCHEMA_DIR) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, doc in documents().items():
-        path = directory / name
-        path.write_text(render(doc), encoding="utf-8")
-        written.append(path)
-    return written
-
-
 if __name__ == "__main__":
-    for path in write(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_DIR):
-        print(path)
+    main(documents(), SCHEMA_DIR)
