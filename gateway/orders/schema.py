@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.orders.commands import MqttCommand, OrderReply, StartRequest, StopRequest
-from gateway.schema import main, render  # noqa: F401  (render: used by the schema test)
+from gateway.schema import main
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 _BASE = "https://mes-gateway.invalid/schema/"

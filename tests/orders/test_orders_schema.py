@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 
 from gateway.orders.commands import CommandError, parse_mqtt, refusal, reply
-from gateway.orders.schema import SCHEMA_DIR, documents, render
+from gateway.orders.schema import SCHEMA_DIR, documents
+from gateway.schema import render
 from rules.inputs import CommandResult
 
 NOW = datetime(2024, 5, 1, 6, 0, 0, tzinfo=UTC)
