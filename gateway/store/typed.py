@@ -12,8 +12,9 @@ is a pure function of the set of events received, whatever their order:
   already stored successor.
 - `downtimes`: upserted by downtime id; descriptive fields from the newest event, end fields
   from the ended event with the latest end.
-- `work_orders`: upserted by order id; first start, last end, fields of the newest event,
-  and `running` derived per machine (the machine's newest order event is that order's start).
+- `work_orders`: upserted per order and machine (one order runs on several machines at
+  once, one operation each); first start, last end, fields of the newest event, and
+  `running` derived per machine (the machine's newest order event is that order's start).
 - `shifts`: upserted by shift id from the newest shift.started event.
 
 Concurrent recorders (a shared subscription) take turns per machine for states and orders.
@@ -29,6 +30,9 @@ import asyncpg
 STAGING = "mesgw_events_staging"
 
 _MACHINE = ("site", "area", "line", "machine")
+_MACHINE_COLUMNS = ", ".join(_MACHINE)
+# The key of work_orders: one row per order and machine.
+_OPERATION_COLUMNS = f"order_id, {_MACHINE_COLUMNS}"
 
 
 def _same_machine(a: str, b: str) -> str:
@@ -165,24 +169,26 @@ ON CONFLICT (downtime_id) DO UPDATE SET
 WHERE {_DOWNTIME_NEWER} OR {_DOWNTIME_LATER_END}
 """
 
-# Order events of one order: a later ts wins; at the same ts the end beats the start.
+# Order events of one order on one machine: a later ts wins; at the same ts the end beats
+# the start.
 _ORDER_NEWER = (
     "(w.last_event_id IS NULL OR (excluded.last_event_ts,"
     " excluded.last_event_type = 'order.ended', excluded.last_event_id)"
     " > (w.last_event_ts, w.last_event_type = 'order.ended', w.last_event_id))"
 )
-_ORDER_FIELDS = (
-    "site",
-    "area",
-    "line",
-    "machine",
-    "origin",
-    "last_event_ts",
-    "last_event_type",
-    "last_event_id",
-)
-# Details the newest event may leave out keep the value an older event or the schedule gave.
+_ORDER_FIELDS = ("origin", "last_event_ts", "last_event_type", "last_event_id")
+# Details the newest event may leave out keep the value an older event or the schedule gave:
+# within a batch the newest event that has one gives it (whether the batch holds the start
+# and end together or apart); against the row, a newer batch's value replaces the stored one
+# and an older batch's only fills a gap.
 _ORDER_DETAILS = ("product", "quantity", "ideal_cycle_time_s")
+_ORDER_DETAIL_TYPES = {"product": "text", "quantity": "bigint", "ideal_cycle_time_s": "float8"}
+_ORDER_DETAILS_NEWEST = ",\n           ".join(
+    f"(array_agg((data->>'{c}')::{_ORDER_DETAIL_TYPES[c]}"
+    f" ORDER BY ts DESC, type = 'order.ended' DESC, event_id DESC)"
+    f" FILTER (WHERE data->>'{c}' IS NOT NULL))[1] AS {c}"
+    for c in _ORDER_DETAILS
+)
 _ORDER_DETAILS_SET = ",\n    ".join(
     f"{c} = CASE WHEN {_ORDER_NEWER} THEN coalesce(excluded.{c}, w.{c})"
     f" ELSE coalesce(w.{c}, excluded.{c}) END"
@@ -190,7 +196,7 @@ _ORDER_DETAILS_SET = ",\n    ".join(
 )
 
 # New and changed rows get a provisional status: an order whose newest event is a start is
-# 'completed' until ORDER_STATUS promotes it, so the one-running-order-per-machine index
+# 'completed' until ORDER_PROMOTE promotes it, so the one-running-order-per-machine index
 # never sees two running orders, even for a moment.
 WORK_ORDERS = f"""
 WITH ev AS (
@@ -198,25 +204,26 @@ WITH ev AS (
     FROM {STAGING}
     WHERE type IN ('order.started', 'order.ended')
 ), newest AS (
-    SELECT DISTINCT ON (order_id) *
+    SELECT DISTINCT ON ({_OPERATION_COLUMNS}) *
     FROM ev
-    ORDER BY order_id, ts DESC, type = 'order.ended' DESC, event_id DESC
+    ORDER BY {_OPERATION_COLUMNS}, ts DESC, type = 'order.ended' DESC, event_id DESC
 ), span AS (
-    SELECT order_id,
+    SELECT {_OPERATION_COLUMNS},
            min(ts) FILTER (WHERE type = 'order.started') AS started_at,
-           max(ts) FILTER (WHERE type = 'order.ended') AS ended_at
+           max(ts) FILTER (WHERE type = 'order.ended') AS ended_at,
+           {_ORDER_DETAILS_NEWEST}
     FROM ev
-    GROUP BY order_id
+    GROUP BY {_OPERATION_COLUMNS}
 )
-INSERT INTO work_orders AS w (order_id, site, area, line, machine, product, quantity,
+INSERT INTO work_orders AS w ({_OPERATION_COLUMNS}, product, quantity,
                               ideal_cycle_time_s, status, origin, started_at, ended_at,
                               last_event_ts, last_event_type, last_event_id)
-SELECT n.order_id, n.site, n.area, n.line, n.machine, n.data->>'product',
-       (n.data->>'quantity')::bigint, (n.data->>'ideal_cycle_time_s')::double precision,
+SELECT n.order_id, n.site, n.area, n.line, n.machine, s.product, s.quantity,
+       s.ideal_cycle_time_s,
        CASE WHEN n.data->>'status' = 'confirmed' THEN 'confirmed' ELSE 'completed' END,
        n.data->>'origin', s.started_at, s.ended_at, n.ts, n.type, n.event_id
-FROM newest n JOIN span s USING (order_id)
-ON CONFLICT (order_id) DO UPDATE SET
+FROM newest n JOIN span s USING ({_OPERATION_COLUMNS})
+ON CONFLICT ({_OPERATION_COLUMNS}) DO UPDATE SET
     {_take_if(_ORDER_NEWER, _ORDER_FIELDS, "w")},
     {_ORDER_DETAILS_SET},
     status = CASE WHEN w.status = 'confirmed' THEN 'confirmed'
@@ -230,36 +237,39 @@ WHERE {_ORDER_NEWER}
    OR excluded.ended_at > coalesce(w.ended_at, '-infinity')
 """
 
-# Per machine the batch touched: the order whose newest event is the machine's newest order
-# event runs if that event is a start; every other order there is completed. At the same
-# instant a start beats an end (one order ends as the next begins). Demote first, then
-# promote: the unique index is checked row by row.
+# Per machine the batch touched: the order whose row there holds the machine's newest order
+# event runs if that event is a start; every other order's row there is completed (the same
+# order's rows on other machines are their machines' business). At the same instant a start
+# beats an end (one order ends as the next begins). Demote first, then promote: the unique
+# index is checked row by row.
 _RUNNING_CANDIDATES = f"""
 WITH machines AS (
-    SELECT DISTINCT site, area, line, machine
+    SELECT DISTINCT {_MACHINE_COLUMNS}
     FROM {STAGING}
     WHERE type IN ('order.started', 'order.ended')
 ), newest AS (
-    SELECT DISTINCT ON (w.site, w.area, w.line, w.machine) w.order_id, w.last_event_type
-    FROM work_orders w JOIN machines m USING (site, area, line, machine)
+    SELECT DISTINCT ON (w.site, w.area, w.line, w.machine)
+           w.order_id, w.site, w.area, w.line, w.machine, w.last_event_type
+    FROM work_orders w JOIN machines m USING ({_MACHINE_COLUMNS})
     WHERE w.last_event_id IS NOT NULL
     ORDER BY w.site, w.area, w.line, w.machine,
              w.last_event_ts DESC, w.last_event_type = 'order.started' DESC,
              w.last_event_id DESC
 ), runs AS (
-    SELECT order_id FROM newest WHERE last_event_type = 'order.started'
+    SELECT {_OPERATION_COLUMNS} FROM newest WHERE last_event_type = 'order.started'
 )
 """
 ORDER_DEMOTE = f"""{_RUNNING_CANDIDATES}
 UPDATE work_orders w SET status = 'completed', updated_at = now()
 FROM machines m
 WHERE {_same_machine("w", "m")} AND w.status = 'running'
-  AND w.order_id NOT IN (SELECT order_id FROM runs)
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.order_id = w.order_id
+                                         AND {_same_machine("r", "w")})
 """
 ORDER_PROMOTE = f"""{_RUNNING_CANDIDATES}
 UPDATE work_orders w SET status = 'running', updated_at = now()
 FROM runs r
-WHERE w.order_id = r.order_id AND w.status = 'completed'
+WHERE w.order_id = r.order_id AND {_same_machine("w", "r")} AND w.status = 'completed'
 """
 
 SHIFTS = f"""

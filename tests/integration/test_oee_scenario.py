@@ -298,6 +298,26 @@ async def test_each_order_computed_by_hand(conn: asyncpg.Connection) -> None:
     assert results(b) == (0.9214, 0.8958, 0.9904, 0.8175)
 
 
+async def test_an_order_on_two_machines_is_one_row_per_machine(conn: asyncpg.Connection) -> None:
+    before = [tuple(r) for r in await oee(conn, "order")]
+    # m2 runs o-b beside m1 (another operation of the same order) from 11:00, still running.
+    line = Line()
+    o_b = OrderData(order_id="o-b", status="running", product="bolt", ideal_cycle_time_s=2.0)
+    line.emit("order.started", at(11), o_b, "o-b", machine="m2")
+    line.state(at(11), "running", "o-b", machine="m2")
+    line.count(at(11), at(12), 1800, 1800, "o-b", machine="m2")
+    await write_batch(conn, [received(e) for e in line.events], [])
+
+    rows = await oee(conn, "order", (at(11), at(12)))
+    assert [(r["machine"], r["order_id"], r["product"]) for r in rows] == [
+        ("m1", "o-b", "bolt"),
+        ("m2", "o-b", "bolt"),
+    ]
+    assert [r["produced"] for r in rows] == [1600, 1800]  # m1: 2000 parts over 10:45-12:00
+    # m1's rows are what they were: m2's operation neither repeats nor changes them.
+    assert [tuple(r) for r in await oee(conn, "order") if r["machine"] == "m1"] == before
+
+
 async def test_a_window_clips_orders_and_adjacent_windows_add_up(
     conn: asyncpg.Connection,
 ) -> None:

@@ -50,6 +50,7 @@ TABLES = {
     "dead_letters",
     "schema_migrations",
     "oee_settings",
+    "planned_orders",
 }
 PLAIN_FILES = [m.file for m in load_migrations("plain")]
 T0 = datetime(2025, 3, 4, 5, 6, 7, 123000, tzinfo=UTC)
@@ -96,6 +97,7 @@ async def test_migrate_creates_the_contract_tables_and_is_idempotent(pg_dsn: str
         "0003_dead_letters_once.sql",
         "0004_typed_tables.sql",
         "0005_oee.sql",
+        "0006_work_orders_per_machine.sql",
     ]
     assert first.timescaledb is False
 
@@ -129,6 +131,7 @@ async def test_migrate_creates_the_contract_tables_and_is_idempotent(pg_dsn: str
         ("0003", "plain", "0003_dead_letters_once.sql"),
         ("0004", "plain", "0004_typed_tables.sql"),
         ("0005", "plain", "0005_oee.sql"),
+        ("0006", "plain", "0006_work_orders_per_machine.sql"),
     ]
     assert view == "VIEW"
     assert pk == "PRIMARY KEY (event_id, ts)"
@@ -188,7 +191,7 @@ async def test_a_failing_migration_is_rolled_back_and_named(
     c = await asyncpg.connect(migrated)
     try:
         assert await c.fetchval("SELECT to_regclass('half_done')") is None
-        assert await c.fetchval("SELECT max(version) FROM schema_migrations") == "0005"
+        assert await c.fetchval("SELECT max(version) FROM schema_migrations") == "0006"
     finally:
         await c.close()
 

@@ -56,6 +56,7 @@ async def test_timescaledb_schema_policies_and_flavour(timescale_dsn: str) -> No
         "0003_dead_letters_once.sql",
         "0004_typed_tables.sql",
         "0005_oee.sql",
+        "0006_work_orders_per_machine.sql",
     ]
     assert first.timescaledb is True
 

@@ -8,10 +8,13 @@ TimescaleDB flavour; every way gives the same tables.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import random
+import shutil
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -38,6 +41,9 @@ from gateway.store import connect, migrate, write_batch
 from gateway.testing import Broker, received
 
 pytestmark = pytest.mark.integration
+
+# `gateway.store.migrate` the attribute is the function; the module is needed to patch it.
+migrate_module = importlib.import_module("gateway.store.migrate")
 
 DAY = datetime(2025, 3, 4, tzinfo=UTC)
 SHIFT = "cal-a/2025-03-04/early"
@@ -346,10 +352,11 @@ async def test_an_ended_event_arriving_first_is_kept_when_the_start_follows(
 async def test_work_order_lifecycle_keeps_one_running_order_per_machine(
     conn: asyncpg.Connection,
 ) -> None:
-    # A schedule import knows the order before any machine does.
+    # A schedule import knows the order's operation on m1 before it starts there.
     await conn.execute(
-        "INSERT INTO work_orders (order_id, product, quantity, ideal_cycle_time_s, origin)"
-        " VALUES ('o-1', 'bolt', 500, 1.5, 'schedule')"
+        "INSERT INTO work_orders (order_id, site, area, line, machine, product, quantity,"
+        " ideal_cycle_time_s, origin) VALUES ('o-1', 's1', 'a1', 'l1', 'm1', 'bolt', 500, 1.5,"
+        " 'schedule')"
     )
     p = Plant()
     start_1 = p.emit("order.started", at(6), order_data("o-1", "running"), order="o-1")
@@ -410,6 +417,191 @@ async def test_an_order_resumed_after_another_runs_again(conn: asyncpg.Connectio
             ("o-1", "running", at(6), at(7)),
             ("o-2", "completed", at(7), at(8)),
         ]
+
+
+async def test_one_order_on_two_machines_at_once_has_a_row_per_machine(
+    conn: asyncpg.Connection,
+) -> None:
+    # The line runs o-1 on m1 and m2 together (one operation each); m1 finishes first and
+    # starts o-2, while m2 still runs o-1.
+    p = Plant()
+    details = {"product": "bolt", "quantity": 500, "ideal_cycle_time_s": 1.5}
+    events = [
+        p.emit("order.started", at(6), order_data("o-1", "running", **details), order="o-1"),
+        p.emit(
+            "order.started",
+            at(6, 5),
+            order_data("o-1", "running", **details),
+            machine="m2",
+            order="o-1",
+        ),
+        p.emit("order.ended", at(7), order_data("o-1", "completed"), order="o-1"),
+        p.emit("order.started", at(7), order_data("o-2", "running"), order="o-2"),
+    ]
+    fields = "order_id, machine, product, status, started_at, ended_at"
+    expected = [
+        ("o-1", "m1", "bolt", "completed", at(6), at(7)),
+        ("o-1", "m2", "bolt", "running", at(6, 5), None),
+        ("o-2", "m1", None, "running", at(7), None),
+    ]
+    rng = random.Random(5)
+    orders = [
+        [events],
+        [[e] for e in events],
+        [[e] for e in reversed(events)],
+        *(shuffled_with_duplicates(events, rng) for _ in range(4)),
+    ]
+    for i, batches in enumerate(orders):
+        await conn.execute(CLEAR)
+        await write_in_batches(conn, batches)
+        rows = await conn.fetch(f"SELECT {fields} FROM work_orders ORDER BY 1, 2")
+        assert [tuple(r) for r in rows] == expected, f"delivery {i}"
+
+    # m2 ends o-1 too: its row alone changes.
+    await write_in_batches(
+        conn,
+        [[p.emit("order.ended", at(8), order_data("o-1", "completed"), machine="m2")]],
+    )
+    rows = await conn.fetch(f"SELECT {fields} FROM work_orders ORDER BY 1, 2")
+    assert [tuple(r) for r in rows] == [
+        ("o-1", "m1", "bolt", "completed", at(6), at(7)),
+        ("o-1", "m2", "bolt", "completed", at(6, 5), at(8)),
+        ("o-2", "m1", None, "running", at(7), None),
+    ]
+
+    # A clerk confirms o-1 on m1: a late start there does not undo it, nor does it touch m2.
+    await conn.execute(
+        "UPDATE work_orders SET status = 'confirmed' WHERE order_id = 'o-1' AND machine = 'm1'"
+    )
+    late = p.emit("order.started", at(9), order_data("o-1", "running"), order="o-1")
+    resumed = p.emit("order.started", at(9), order_data("o-1", "running"), machine="m2")
+    await write_in_batches(conn, [[late, resumed]])
+    rows = await conn.fetch("SELECT order_id, machine, status FROM work_orders ORDER BY 1, 2")
+    assert [tuple(r) for r in rows] == [
+        ("o-1", "m1", "confirmed"),
+        ("o-1", "m2", "running"),
+        ("o-2", "m1", "completed"),  # o-1's start is m1's newest order event
+    ]
+
+
+async def test_details_an_order_event_leaves_out_come_from_its_newest_event_that_has_them(
+    conn: asyncpg.Connection,
+) -> None:
+    p = Plant()
+    details = {"product": "bolt", "quantity": 500, "ideal_cycle_time_s": 1.5}
+    start = p.emit("order.started", at(6), order_data("o-1", "running", **details))
+    end = p.emit("order.ended", at(7), order_data("o-1", "completed"))
+    for i, batches in enumerate(([[start, end]], [[start], [end]], [[end], [start]])):
+        await conn.execute(CLEAR)
+        await write_in_batches(conn, batches)
+        row = await conn.fetchrow("SELECT product, quantity, ideal_cycle_time_s FROM work_orders")
+        assert tuple(row) == ("bolt", 500, 1.5), f"delivery {i}"
+
+
+async def test_migrating_a_store_keyed_by_order_alone_rebuilds_the_lost_operations(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store at 0005 as the recorder left it: o-1 ran on m1 and m2 but kept one row (m1's,
+    # whose end came last), o-3 ran on m3 and m4 and was confirmed by the clerk on its one
+    # row (m3's), and an order was planned by hand without a machine.
+    older = tmp_path / "migrations"
+    shutil.copytree(Path(str(migrate_module.__file__)).parent / "migrations", older)
+    (older / "0006_work_orders_per_machine.sql").unlink()
+    monkeypatch.setattr(migrate_module, "MIGRATIONS_DIR", older)
+    assert (await migrate(store(pg_dsn))).applied[-1] == "0005_oee.sql"
+    monkeypatch.undo()
+
+    p = Plant()
+    bolt = {"product": "bolt", "quantity": 500}
+    p.emit("order.started", at(6), order_data("o-1", "running", **bolt), order="o-1")
+    p.emit("order.started", at(6, 5), order_data("o-1", "running"), machine="m2")
+    end_1 = p.emit("order.ended", at(7), order_data("o-1", "completed"), order="o-1")
+    start_2 = p.emit("order.started", at(7), order_data("o-2", "running"), order="o-2")
+    p.emit("order.started", at(6), order_data("o-3", "running"), machine="m4")
+    p.emit("order.ended", at(6, 30), order_data("o-3", "completed"), machine="m4")
+    p.emit("order.started", at(6), order_data("o-3", "running"), machine="m3")
+    end_3 = p.emit("order.ended", at(6, 40), order_data("o-3", "completed"), machine="m3")
+
+    def last(e: Event) -> tuple[Any, ...]:
+        return (e.ts, e.type, e.event_id)
+
+    c = await connect(store(pg_dsn))
+    try:
+        await c.executemany(
+            "INSERT INTO events (event_id, ts, type, gateway, seq, site, area, line, machine,"
+            " order_id, shift_id, data, topic) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+            " $11, $12, $13)",
+            [
+                (
+                    e.event_id,
+                    e.ts,
+                    e.type,
+                    e.gateway,
+                    e.seq,
+                    e.site,
+                    e.area,
+                    e.line,
+                    e.machine,
+                    e.order,
+                    e.shift,
+                    e.data.model_dump_json(),
+                    received(e).topic,
+                )
+                for e in p.events
+            ],
+        )
+        await c.executemany(
+            "INSERT INTO work_orders (order_id, site, area, line, machine, product, quantity,"
+            " status, origin, started_at, ended_at, last_event_ts, last_event_type,"
+            " last_event_id, confirmed_at, confirmed_by) VALUES ($1, 's1', 'a1', 'l1', $2, $3,"
+            " $4, $5, 'mqtt', $6, $7, $8, $9, $10, $11, $12)",
+            [
+                ("o-1", "m1", "bolt", 500, "completed", at(6), at(7), *last(end_1), None, None),
+                ("o-2", "m1", None, None, "running", at(7), None, *last(start_2), None, None),
+                ("o-3", "m3", None, None, "confirmed", at(6), at(6, 40), *last(end_3), at(9), "c1"),
+            ],
+        )
+        await c.execute(
+            "INSERT INTO work_orders (order_id, product, quantity, origin)"
+            " VALUES ('o-9', 'nut', 20, 'schedule')"
+        )
+        await c.execute(
+            "INSERT INTO exports (order_id, created_by, format, figures, sha256)"
+            " VALUES ('o-3', 'clerk1', 'csv', '{}', repeat('0', 64))"
+        )
+
+        assert (await migrate(store(pg_dsn))).applied == ["0006_work_orders_per_machine.sql"]
+        fields = "order_id, machine, product, quantity, status, started_at, ended_at"
+        rows = await c.fetch(f"SELECT {fields}, confirmed_by FROM work_orders ORDER BY 1, 2")
+        assert [tuple(r) for r in rows] == [
+            ("o-1", "m1", "bolt", 500, "completed", at(6), at(7), None),
+            ("o-1", "m2", "bolt", 500, "running", at(6, 5), None, None),
+            ("o-2", "m1", None, None, "running", at(7), None, None),
+            ("o-3", "m3", None, None, "confirmed", at(6), at(6, 40), "c1"),
+            ("o-3", "m4", None, None, "confirmed", at(6), at(6, 30), "c1"),
+        ]
+        planned = await c.fetch("SELECT order_id, product, quantity, origin FROM planned_orders")
+        assert [tuple(r) for r in planned] == [("o-9", "nut", 20, "schedule")]
+        assert await c.fetchval("SELECT count(*) FROM exports") == 1
+        pk = await c.fetchval(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = 'work_orders'::regclass AND contype = 'p'"
+        )
+        assert pk == "PRIMARY KEY (order_id, site, area, line, machine)"
+
+        # The recorder carries on per machine: m2 ends o-1, m1's row is untouched.
+        await write_batch(
+            c,
+            [received(p.emit("order.ended", at(8), order_data("o-1", "completed"), machine="m2"))],
+            [],
+        )
+        rows = await c.fetch(f"SELECT {fields} FROM work_orders WHERE order_id = 'o-1'")
+        assert sorted(tuple(r) for r in rows) == [
+            ("o-1", "m1", "bolt", 500, "completed", at(6), at(7)),
+            ("o-1", "m2", "bolt", 500, "completed", at(6, 5), at(8)),
+        ]
+    finally:
+        await c.close()
 
 
 # --- state intervals and shifts ------------------------------------------------------------
