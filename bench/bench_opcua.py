@@ -411,7 +411,7 @@ def run() -> list[dict[str, object]]:
 def main(argv: list[str]) -> None:
     from gateway.logging import configure
 
-    configure("warning", stream=sys.stderr)  # stdout carries the protocol between processes
+    configure("warning", stream="stderr")  # stdout carries the protocol between processes
     mode, *args = argv
     if mode == "serve":
         asyncio.run(serve(int(args[0]), int(args[1])))

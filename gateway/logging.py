@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import structlog
 
 _LIBRARY_LOGGERS = ("asyncua", "pymodbus", "paho", "asyncpg")
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stdout` is when a line is logged, not when configured: a
-    replaced stdout (a test's capture, a redirect) never leaves a handler on a closed file."""
+class _StdHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stdout`/`sys.stderr` is when a line is logged, not when
+    configured: a replaced one (a test's capture, a redirect) never leaves a handler on a
+    closed file."""
+
+    def __init__(self, name: Literal["stdout", "stderr"]) -> None:
+        self._std = name
+        super().__init__()
 
     @property
     def stream(self) -> Any:
-        return sys.stdout
+        return getattr(sys, self._std)
 
     @stream.setter
     def stream(self, value: Any) -> None:
@@ -32,9 +37,10 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
-    stream: Any = None,
+    stream: Literal["stdout", "stderr"] | TextIO = "stdout",
 ) -> None:
-    out = stream if stream is not None else sys.stdout
+    """`stream`: "stdout", "stderr" (both looked up at each line) or a file object."""
+    out = getattr(sys, stream) if isinstance(stream, str) else stream
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -60,7 +66,7 @@ def configure(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(out) if stream is not None else _StdoutHandler()
+    handler = _StdHandler(stream) if isinstance(stream, str) else logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -180,7 +179,7 @@ def render(rows: Sequence[dict[str, Any]], by: str) -> str:
 def cmd_oee(args: argparse.Namespace) -> int:
     settings = load_config(args.config)
     # stdout carries the report: log lines go to stderr.
-    configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
+    configure(settings.logging.level, settings.logging.format, stream="stderr")
     start, end = _window(args)
     rows = asyncio.run(
         fetch_oee(
