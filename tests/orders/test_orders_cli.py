@@ -19,8 +19,17 @@ from orders_support import MemoryDesk, settings_for
 
 from gateway.cli import main
 from gateway.config import ApiSection
+from gateway.logging import configure
 from gateway.orders.http import OrderApi
 from gateway.testing import free_port
+
+
+@pytest.fixture(autouse=True)
+def quiet_logging() -> None:
+    """The API server runs in this process: its info lines must not mix into the CLI's
+    stderr, whatever an earlier test left the logging set to."""
+    configure("warning")
+
 
 TOKEN = "cli-test-token-0123456789"
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d|^\{\"")
