@@ -17,6 +17,7 @@ import structlog
 
 from gateway import __version__
 from gateway.config import Settings
+from gateway.events import now_utc
 from gateway.logging import get_logger
 from gateway.mqtt.publisher import Publisher
 from gateway.orders.http import OrderApi
@@ -95,7 +96,7 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
 
     async def every_tick() -> None:
         if sample_log is not None:
-            await asyncio.to_thread(sample_log.flush)
+            await asyncio.to_thread(sample_log.maintain, now_utc())
 
     async with asyncio.TaskGroup() as group:
         # Sinks first: whatever the sources produce has somewhere to go.

@@ -154,6 +154,7 @@ class SampleLog:
         self._last: dict[tuple[str, str], tuple[object, str]] = {}
         self._held: dict[tuple[str, str], Sample] = {}  # last unchanged reading, not yet logged
         self._pending: list[tuple[str, str]] = []  # (day, line)
+        self._pruned_day: str | None = None
         self.written = 0
 
     def add(self, items: Iterable[Logged]) -> None:
@@ -194,6 +195,15 @@ class SampleLog:
                 fh.write("\n".join(lines) + "\n")
         self.written += len(pending)
         return len(pending)
+
+    def maintain(self, now: datetime) -> int:
+        """`flush()`, and `prune()` once a day (blocking: call from a worker thread)."""
+        written = self.flush()
+        day = _day(now)
+        if day != self._pruned_day:
+            self._pruned_day = day
+            self.prune(now)
+        return written
 
     def prune(self, now: datetime) -> list[Path]:
         """Delete day files older than keep_days (0 keeps all); returns what was deleted."""

@@ -60,6 +60,19 @@ def test_log_keeps_changes_only_and_splits_days(tmp_path: Path) -> None:
     ]
 
 
+def test_maintain_flushes_and_prunes_once_a_day(tmp_path: Path) -> None:
+    log = SampleLog(tmp_path, keep_days=1)
+    (tmp_path / "samples-20261101.jsonl").write_text("")
+    log.add([Sample("m1", "good", 1, at(0))])
+    assert log.maintain(datetime(2026, 11, 22, 12, tzinfo=UTC)) == 1
+    assert not (tmp_path / "samples-20261101.jsonl").exists()
+    (tmp_path / "samples-20261102.jsonl").write_text("")
+    log.maintain(datetime(2026, 11, 22, 13, tzinfo=UTC))  # pruned already today
+    assert (tmp_path / "samples-20261102.jsonl").exists()
+    log.maintain(datetime(2026, 11, 23, 0, 1, tzinfo=UTC))
+    assert not (tmp_path / "samples-20261102.jsonl").exists()
+
+
 def test_prune_deletes_days_older_than_keep_days(tmp_path: Path) -> None:
     for day in ("20261101", "20261107", "20261108", "20261122"):
         (tmp_path / f"samples-{day}.jsonl").write_text("")
