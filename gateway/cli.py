@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -148,6 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except GatewayError as err:
         print(f"mesgw: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except ExceptionGroup as group:
+        # A task of the daemon failed for a reason the operator can fix (e.g. the API port
+        # is taken): one line each, not a traceback.
+        leaves = _leaves(group)
+        if not all(isinstance(e, GatewayError) for e in leaves):
+            raise
+        for leaf in leaves:
+            print(f"mesgw: {leaf}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,21 @@ def test_run_with_an_unusable_outbox_path_is_a_clear_error(
     assert main(["run", "--config", str(conf)]) == EXIT_ERROR
     err = capsys.readouterr().err
     assert err.startswith(f"mesgw: outbox.path {blocker}/outbox.db: cannot open:")
+
+
+def test_run_with_the_api_port_taken_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = tmp_path / "g.toml"
+        conf.write_text(
+            f"[gateway]\nshutdown_timeout_s = 5\n[api]\nport = {port}\n"
+            f"[outbox]\npath = '{tmp_path}/outbox.db'\n[mqtt]\nport = {port}\n"
+            "[logging]\nformat = 'json'\n"
+        )
+        assert main(["run", "--config", str(conf)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"mesgw: api: cannot listen on 127.0.0.1:{port}:"), err
