@@ -90,7 +90,7 @@ async def run() -> list[dict[str, object]]:
             "target": BATCH_TARGET,
         },
         {
-            "bench": "store write_one_by_one, INSERT + commit per event",
+            "bench": "store write_one_by_one, the same writes, one event per transaction",
             "value": round(single_rate, 1),
             "unit": "events/s",
             "target": "-",

@@ -82,11 +82,6 @@ _MERGE = (
     f"INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {STAGING}"
     " ON CONFLICT DO NOTHING"
 )
-_INSERT_ONE = (
-    f"INSERT INTO events ({_COLUMN_LIST})"
-    f" VALUES ({', '.join(f'${i}' for i in range(1, len(EVENT_COLUMNS) + 1))})"
-    " ON CONFLICT DO NOTHING"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,14 +202,8 @@ async def write_batch(
 
 
 async def write_one_by_one(conn: asyncpg.Connection, events: Sequence[Received]) -> int:
-    """The naive baseline for the benchmark: one INSERT and one commit per event."""
+    """The benchmark's baseline: the same writes as `write_batch`, one event per transaction."""
     inserted = 0
-    try:
-        for item in events:
-            row = _record(item)
-            if isinstance(row, str):
-                raise StoreError(f"event {item.event.event_id}: {row}")
-            inserted += rowcount(await conn.execute(_INSERT_ONE, *row))
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
-        raise StoreError(f"writing events one by one failed: {err}") from err
+    for item in events:
+        inserted += await write_batch(conn, [item], [])
     return inserted
