@@ -43,6 +43,10 @@ class SessionLost(GatewayError):
     """The server closed the session, the connection dropped, or the subscription died."""
 
 
+class SubscriptionRefused(GatewayError):
+    """The server would not create a subscription (e.g. BadTooManySubscriptions)."""
+
+
 class ServerSilent(GatewayError):
     """Subscribed, but neither data nor keep-alive arrived within watchdog_s."""
 
@@ -205,9 +209,22 @@ class OpcUaDevice:
             await self._up(emit)
             resolved, unresolved = self._resolve(namespaces)
             if cfg.mode == "subscribe":
-                await self._subscribe(client, emit, resolved, unresolved, limits, feed_lost, reason)
-            else:
-                await self._poll(client, emit, resolved, unresolved, limits[1], feed_lost, reason)
+                try:
+                    await self._subscribe(
+                        client, emit, resolved, unresolved, limits, feed_lost, reason
+                    )
+                    return
+                except SubscriptionRefused as err:
+                    # Some servers (small PLCs, gateways, or one at its subscription limit)
+                    # refuse subscriptions: polling keeps the data coming. Subscribing is
+                    # tried again on the next session.
+                    log.warning(
+                        "opcua server refuses subscriptions; polling instead",
+                        machine=self.machine,
+                        error=str(err),
+                        poll_interval_s=cfg.poll_interval_s,
+                    )
+            await self._poll(client, emit, resolved, unresolved, limits[1], feed_lost, reason)
 
     def _resolve(
         self, namespaces: Sequence[str]
@@ -256,7 +273,10 @@ class OpcUaDevice:
             PublishingEnabled=True,
             Priority=0,
         )
-        created = await client.uaclient.create_subscription(params, feed.on_publish)
+        try:
+            created = await client.uaclient.create_subscription(params, feed.on_publish)
+        except ua.UaStatusCodeError as err:
+            raise SubscriptionRefused(describe(err)) from err
         failed = dict(unresolved)
         failed.update(
             await self._create_items(client, created.SubscriptionId, feed, resolved, limits[0])

@@ -153,6 +153,21 @@ async def test_poll_mode_reads_all_tags_every_cycle(plant_server, collector, run
     assert abs(per_tag["good"] - per_tag["ghost"]) <= 1
 
 
+async def test_a_server_refusing_subscriptions_is_polled_instead(plant_server, collector, running):
+    server = await plant_server()
+    assert server.server is not None
+    server.server.iserver.max_subscriptions = 0  # CreateSubscription: BadTooManySubscriptions
+    cfg = connector(server.endpoint, mode="subscribe", poll_interval_s=0.05)
+    device = OpcUaDevice("m", cfg, tags())
+    async with running(device, collector):
+        await collector.wait_for(lambda: len(collector.values("good")) >= 3)
+        await server.write("Good", 5)
+        await collector.wait_for(lambda: collector.values("good")[-2:] == [5, 5])
+    # Polled: the unchanged value arrives every cycle, on one link that never dropped.
+    assert collector.values("good").count(0) >= 2
+    assert [link.up for link in collector.links] == [True]
+
+
 async def test_poll_groups_with_their_own_interval(plant_server, collector, running):
     server = await plant_server()
     slow = TagConfig(role="state", address=f"nsu={NAMESPACE};s=Line1.State", poll_interval_s=1.0)
