@@ -275,7 +275,7 @@ class OpcUaDevice:
         )
         try:
             created = await client.uaclient.create_subscription(params, feed.on_publish)
-        except ua.UaStatusCodeError as err:
+        except UaStatusCodeError as err:
             raise SubscriptionRefused(describe(err)) from err
         failed = dict(unresolved)
         failed.update(
