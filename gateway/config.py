@@ -575,12 +575,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unique_machines(self) -> Settings:
-        seen: set[tuple[str, str, str]] = set()
+        seen: set[str] = set()
+        # Samples, rules state and order commands name a machine by its id alone.
         for machine in self.machines:
-            key = (machine.area, machine.line, machine.id)
-            if key in seen:
-                raise ValueError(f"duplicate machine {'/'.join(key)}")
-            seen.add(key)
+            if machine.id in seen:
+                raise ValueError(f"duplicate machine id {machine.id!r}: ids are unique per gateway")
+            seen.add(machine.id)
         return self
 
     @model_validator(mode="after")

@@ -149,7 +149,12 @@ def test_show_redacts_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_duplicate_machine(tmp_path: Path) -> None:
     text = MINIMAL + MACHINES.replace("WIDTH", "32").replace('id = "m1"', 'id = "m0"')
     [problem] = problems(write(tmp_path, text))
-    assert "duplicate machine a/l/m0" in problem
+    assert "duplicate machine id 'm0'" in problem
+    # Also on another line: samples, rules state and commands name a machine by id alone.
+    other_line = MACHINES.replace("WIDTH", "32").replace('id = "m1"', 'id = "m0"')
+    other_line = other_line.replace('line = "l"', 'line = "l2"', 1)
+    [problem] = problems(write(tmp_path, MINIMAL + other_line))
+    assert "duplicate machine id 'm0'" in problem
 
 
 def test_show_redacts_a_password_in_the_dsn_query(tmp_path: Path) -> None:
