@@ -1,8 +1,9 @@
 """`mesgw report oee`: OEE per order, shift or machine-hour, as the store's SQL computes it.
 
 The figures come from the SQL functions `oee_by_order`, `oee_by_shift` and
-`oee_by_machine_hour` (migration 0005), so this report, the review UI and an ad-hoc query
-all give the same numbers; this module only selects and prints them.
+`oee_by_machine_hour` (migrations 0005 and 0007), so this report, the review UI and an ad-hoc
+query all give the same numbers; this module only selects and prints them. Its defaults are
+the SQL's too: micro-stops charged as recorded unless oee_settings overrides it.
 """
 
 from __future__ import annotations
@@ -129,6 +130,12 @@ def _label(row: dict[str, Any], by: str) -> str:
     return _iso(row["hour"])
 
 
+def _micro_stops_note(counted: str) -> str:
+    if counted == "recorded":
+        return "micro-stops charged as each downtime recorded (rules.micro_stop_loss)"
+    return f"micro-stops counted as {counted} loss"
+
+
 def render(rows: Sequence[dict[str, Any]], by: str) -> str:
     """A plain-text table: times as h:mm:ss, ratios in percent, '-' where undefined."""
     header = (
@@ -198,8 +205,7 @@ def cmd_oee(args: argparse.Namespace) -> int:
     if not rows:
         print(f"OEE by {args.by}, {span}: no data")
         return 0
-    counted = rows[0]["micro_stops"]
-    print(f"OEE by {args.by}, {span}; micro-stops counted as {counted} loss")
+    print(f"OEE by {args.by}, {span}; {_micro_stops_note(rows[0]['micro_stops'])}")
     print(render(rows, args.by))
     return 0
 
@@ -229,8 +235,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     oee.add_argument(
         "--micro-stops",
-        choices=("availability", "performance"),
-        help="count micro-stops as this loss (default: the store's oee_settings)",
+        choices=("recorded", "availability", "performance"),
+        help="count micro-stops as this loss; recorded: as each downtime's loss says"
+        " (default: recorded, unless the store's oee_settings.micro_stops overrides it)",
     )
     oee.add_argument("--json", action="store_true", help="rows as JSON, every input and result")
     oee.add_argument(

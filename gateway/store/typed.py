@@ -10,8 +10,8 @@ is a pure function of the set of events received, whatever their order:
   UUIDv7) for that instant; its end is the next interval's start, set when either of the
   two arrives, so a late event both closes its predecessor and takes its end from an
   already stored successor.
-- `downtimes`: upserted by downtime id; descriptive fields from the newest event, end fields
-  from the ended event with the latest end.
+- `downtimes`: upserted by downtime id; descriptive fields (reason, loss, ...) from the newest
+  event, end fields from the ended event with the latest end.
 - `work_orders`: upserted per order and machine (one order runs on several machines at
   once, one operation each); first start, last end, fields of the newest event, and
   `running` derived per machine (the machine's newest order event is that order's start).
@@ -110,6 +110,7 @@ _DOWNTIME_FIELDS = (
     "category",
     "planned",
     "source",
+    "loss",
     "order_id",
     "shift_id",
     "event_ts",
@@ -158,7 +159,8 @@ INSERT INTO downtimes AS d (downtime_id, {", ".join(_DOWNTIME_FIELDS)},
                             {", ".join(_DOWNTIME_END_FIELDS)})
 SELECT n.downtime_id, n.site, n.area, n.line, n.machine, (n.data->>'start')::timestamptz,
        n.data->>'reason_code', n.data->>'reason_text', n.data->>'category',
-       (n.data->>'planned')::boolean, n.data->>'source', n.order_id, n.shift_id,
+       (n.data->>'planned')::boolean, n.data->>'source', n.data->>'loss', n.order_id,
+       n.shift_id,
        n.ts, n.rank, n.event_id,
        e.end_ts, e.duration_s, e.micro_stop, e.event_id
 FROM newest n LEFT JOIN ended e USING (downtime_id)

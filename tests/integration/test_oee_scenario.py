@@ -16,18 +16,24 @@ The scenario (machine m1, 2025-03-04, UTC), as the gateway's rules would emit it
     14:00-       not_scheduled  (after the shift; still open)
 
 Ideal cycle time 2 s for every part. Shift 06:00-14:00 = 28,800 s with a 30-min break.
+The downtimes carry no `loss`, as a gateway sent them before it recorded one (the rows a
+store had before migration 0007): each is charged to availability unless a call overrides it.
+Further scenarios (a planned cleaning stop, micro-stops recorded as performance loss, a store
+migrated to 0007 with rows recorded before it) come with their tests below.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import random
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import pytest
@@ -52,6 +58,11 @@ from gateway.store import connect, migrate, write_batch
 from gateway.testing import received
 
 pytestmark = pytest.mark.integration
+
+# `gateway.store.migrate` the attribute is the function; the module is needed to patch it.
+migrate_module = importlib.import_module("gateway.store.migrate")
+
+Loss = Literal["availability", "performance", "planned"]
 
 DAY = datetime(2025, 3, 4, tzinfo=UTC)
 SHIFT = "cal-a/2025-03-04/early"
@@ -108,19 +119,57 @@ class Line:
         self.emit("count", end, data, order, machine=machine)
 
     def downtime(
-        self, downtime_id: str, start: datetime, end: datetime, order: str, *, micro: bool
+        self,
+        downtime_id: str,
+        start: datetime,
+        end: datetime,
+        order: str,
+        *,
+        micro: bool,
+        loss: Loss | None = None,
+        reason: tuple[str, str] = ("17", "jam"),
+        planned: bool = False,
+        machine: str = "m1",
     ) -> None:
-        d = DowntimeData(downtime_id=downtime_id, start=start, category="unplanned")
-        self.emit("downtime.started", start, d, order)
-        recoded = d.model_copy(update={"reason_code": "17", "reason_text": "jam"})
-        self.emit("downtime.updated", start + timedelta(seconds=30), recoded, order)
-        ended = recoded.model_copy(
-            update={"end": end, "duration_s": (end - start).total_seconds(), "micro_stop": micro}
+        """Started unassigned, recoded after 30 s, ended: as the rules emit a downtime.
+
+        With `loss` the events carry it as the rules set it: 'availability' while unassigned,
+        then the reason's ('planned' for a planned reason), and `loss` itself once ended (a
+        micro-stop's is rules.micro_stop_loss). Without, they carry none (an older gateway).
+        """
+        d = DowntimeData(
+            downtime_id=downtime_id,
+            start=start,
+            category="unplanned",
+            loss=None if loss is None else "availability",
         )
-        self.emit("downtime.ended", end, ended, order)
+        self.emit("downtime.started", start, d, order, machine=machine)
+        code, text = reason
+        reason_loss = None if loss is None else ("planned" if planned else "availability")
+        recoded = d.model_copy(
+            update={
+                "reason_code": code,
+                "reason_text": text,
+                "planned": planned,
+                "category": "planned" if planned else "unplanned",
+                "loss": reason_loss,
+            }
+        )
+        self.emit(
+            "downtime.updated", start + timedelta(seconds=30), recoded, order, machine=machine
+        )
+        ended = recoded.model_copy(
+            update={
+                "end": end,
+                "duration_s": (end - start).total_seconds(),
+                "micro_stop": micro,
+                "loss": loss,
+            }
+        )
+        self.emit("downtime.ended", end, ended, order, machine=machine)
 
 
-def shift_day() -> list[Event]:
+def shift_day(micro_loss: Loss | None = None) -> list[Event]:
     line = Line()
     shift = ShiftData(
         shift_id=SHIFT,
@@ -152,7 +201,7 @@ def shift_day() -> list[Event]:
     line.state(at(10, 45), "running", "o-b")
     line.count(at(10, 45), at(12), 2000, 1980, "o-b")
     line.state(at(12), "down", "o-b")
-    line.downtime("d3", at(12), at(12, 1, 30), "o-b", micro=True)
+    line.downtime("d3", at(12), at(12, 1, 30), "o-b", micro=True, loss=micro_loss)
     line.state(at(12, 1, 30), "running", "o-b")
     line.count(at(12, 1, 30), at(14), 3200, 3170, "o-b")
     line.state(at(14), "not_scheduled", None)
@@ -207,7 +256,8 @@ async def test_the_shift_computed_by_hand(conn: asyncpg.Connection) -> None:
     # Scheduled: 06:00-14:00 = 28,800 s (05:00-06:00 and 14:00- are not_scheduled and carry
     # no shift). Planned stop: the 30-min break = 1,800 s. PBT = 27,000 s.
     # Downtime: d1 1,800 s + changeover 900 s + micro-stop 90 s = 2,790 s.
-    # Micro-stops as availability loss: APT = 27,000 - 2,790 = 24,210 s.
+    # No downtime has a recorded loss, so the micro-stop is availability loss, as before
+    # 0007: APT = 27,000 - 2,790 = 24,210 s.
     inputs = {
         "scheduled_s": 28800,
         "planned_stop_s": 1800,
@@ -215,6 +265,7 @@ async def test_the_shift_computed_by_hand(conn: asyncpg.Connection) -> None:
         "downtime_s": 2790,
         "changeover_s": 900,
         "micro_stop_s": 90,
+        "performance_stop_s": 0,  # the micro-stop has no recorded loss: availability
         "idle_s": 600,
         "run_s": 24210,
         "unknown_s": 0,
@@ -223,7 +274,7 @@ async def test_the_shift_computed_by_hand(conn: asyncpg.Connection) -> None:
         "reject": 150,
         "ideal_s": 20400,  # 10,200 parts x 2 s
         "produced_no_ideal": 0,
-        "micro_stops": "availability",
+        "micro_stops": "recorded",  # no override: each downtime as recorded
     }
     assert {k: row[k] for k in inputs} == inputs
     # A = 24,210 / 27,000 = 0.89667    P = 20,400 / 24,210 = 0.84263
@@ -240,12 +291,21 @@ async def test_micro_stops_as_performance_loss_move_time_from_a_to_p(
     assert (row["run_s"], row["micro_stops"]) == (24300, "performance")
     assert results(row) == (0.9, 0.8395, 0.9853, 0.7444)
 
-    # The plant's setting applies when the caller does not choose, and is named in each row.
+    assert row["performance_stop_s"] == 90
+
+    # The plant's override applies when the caller does not choose, and is named in each row;
+    # a call may still choose, 'recorded' included; NULL (the default) is as recorded.
+    assert await conn.fetchval("SELECT micro_stops FROM oee_settings") is None
     await conn.execute("UPDATE oee_settings SET micro_stops = 'performance'")
     [_, row] = await oee(conn, "shift")
     assert (row["run_s"], row["micro_stops"]) == (24300, "performance")
     [_, row] = await oee(conn, "shift", micro_stops="availability")
     assert (row["run_s"], row["micro_stops"]) == (24210, "availability")
+    [_, row] = await oee(conn, "shift", micro_stops="recorded")
+    assert (row["run_s"], row["micro_stops"]) == (24210, "recorded")
+    await conn.execute("UPDATE oee_settings SET micro_stops = NULL")
+    [_, row] = await oee(conn, "shift")
+    assert (row["run_s"], row["micro_stops"]) == (24210, "recorded")
 
 
 async def test_a_bad_micro_stop_choice_is_an_error_even_without_data(
@@ -403,6 +463,242 @@ async def test_hours_computed_by_hand_and_summing_to_the_shift(conn: asyncpg.Con
         assert sum(r[key] for r in hours) == shift[key], key
 
 
+# --- the loss each downtime was recorded with (migration 0007) ------------------------------
+
+
+def cleaning_day() -> list[Event]:
+    """Machine m3 in the same shift, order o-p (ideal cycle 2 s), with losses recorded.
+
+    06:00-08:00       running  count 3000 parts, 2970 good
+    08:00-08:40       down     c1 planned cleaning (planned reason: loss planned)
+    08:40-10:00       running  count 2000 parts, 1990 good
+    10:00-10:30       planned_stop (the break)
+    10:30-10:50       down     c2 jam (loss availability)
+    10:50-12:00       running  count 1800 parts, 1800 good
+    12:00-12:01       down     c3 micro-stop (loss performance: rules.micro_stop_loss)
+    12:01-13:00       running  count 1700 parts, 1690 good
+    13:00-13:01:30    down     c4 micro-stop with a planned reason (loss planned)
+    13:01:30-14:00    running  count 1700 parts, 1690 good
+    14:00-            not_scheduled
+    """
+    line = Line()
+    m3 = {"machine": "m3"}
+    shift = ShiftData(
+        shift_id=SHIFT,
+        calendar="cal-a",
+        name="early",
+        start=at(6),
+        end=at(14),
+        breaks=[ShiftBreak(start=at(10), end=at(10, 30))],
+    )
+    line.emit("shift.started", at(6), shift, None, **m3)
+    order = OrderData(order_id="o-p", status="running", ideal_cycle_time_s=2.0)
+    line.emit("order.started", at(6), order, "o-p", **m3)
+    cleaning = ("c-12", "planned cleaning")
+    check = ("c-13", "quality check")
+    line.state(at(6), "running", "o-p", **m3)
+    line.count(at(6), at(8), 3000, 2970, "o-p", **m3)
+    line.state(at(8), "down", "o-p", **m3)
+    planned: dict[str, Any] = {"loss": "planned", "planned": True, **m3}
+    line.downtime("c1", at(8), at(8, 40), "o-p", micro=False, reason=cleaning, **planned)
+    line.state(at(8, 40), "running", "o-p", **m3)
+    line.count(at(8, 40), at(10), 2000, 1990, "o-p", **m3)
+    line.state(at(10), "planned_stop", "o-p", **m3)
+    line.state(at(10, 30), "down", "o-p", **m3)
+    line.downtime("c2", at(10, 30), at(10, 50), "o-p", micro=False, loss="availability", **m3)
+    line.state(at(10, 50), "running", "o-p", **m3)
+    line.count(at(10, 50), at(12), 1800, 1800, "o-p", **m3)
+    line.state(at(12), "down", "o-p", **m3)
+    line.downtime("c3", at(12), at(12, 1), "o-p", micro=True, loss="performance", **m3)
+    line.state(at(12, 1), "running", "o-p", **m3)
+    line.count(at(12, 1), at(13), 1700, 1690, "o-p", **m3)
+    line.state(at(13), "down", "o-p", **m3)
+    line.downtime("c4", at(13), at(13, 1, 30), "o-p", micro=True, reason=check, **planned)
+    line.state(at(13, 1, 30), "running", "o-p", **m3)
+    line.count(at(13, 1, 30), at(14), 1700, 1690, "o-p", **m3)
+    line.state(at(14), "not_scheduled", None, **m3)
+    return line.events
+
+
+async def m3_rows(conn: asyncpg.Connection, by: str, **kw: Any) -> list[asyncpg.Record]:
+    return [r for r in await oee(conn, by, **kw) if r["machine"] == "m3"]
+
+
+async def test_planned_stops_and_micro_stops_are_charged_as_recorded(
+    conn: asyncpg.Connection,
+) -> None:
+    await write_batch(conn, [received(e) for e in cleaning_day()], [])
+    losses = await conn.fetch(
+        "SELECT downtime_id, loss FROM downtimes WHERE machine = 'm3' ORDER BY 1"
+    )
+    assert [tuple(r) for r in losses] == [
+        ("c1", "planned"),
+        ("c2", "availability"),
+        ("c3", "performance"),  # the ended event's loss, not the started event's
+        ("c4", "planned"),
+    ]
+
+    [_, row] = await m3_rows(conn, "shift")
+    # Scheduled 06:00-14:00 = 28,800 s. Planned stops: the break 1,800 s + the cleaning c1
+    # 2,400 s + the planned check c4 90 s = 4,290 s; PBT = 24,510 s.
+    # Down time 2,400 + 1,200 + 60 + 90 = 3,750 s, less the planned 2,490 s: downtime
+    # 1,260 s (c2 1,200 s + the micro-stop c3 60 s; c4 is planned, not a micro-stop's loss).
+    # c3 was recorded as performance loss: it stays in run time.
+    # APT = 24,510 - 1,260 + 60 = 23,310 s (= running 23,250 s + c3 60 s).
+    inputs = {
+        "scheduled_s": 28800,
+        "planned_stop_s": 4290,
+        "planned_busy_s": 24510,
+        "downtime_s": 1260,
+        "changeover_s": 0,
+        "micro_stop_s": 60,
+        "performance_stop_s": 60,
+        "run_s": 23310,
+        "produced": 10200,  # 3000 + 2000 + 1800 + 1700 + 1700
+        "good": 10140,  # 2970 + 1990 + 1800 + 1690 + 1690
+        "ideal_s": 20400,
+        "micro_stops": "recorded",
+    }
+    assert {k: row[k] for k in inputs} == inputs
+    # A = 23,310 / 24,510 = 0.95104    P = 20,400 / 23,310 = 0.87516
+    # Q = 10,140 / 10,200 = 0.99412    OEE = 10,140 x 2 / 24,510 = 0.82742
+    # (Before 0007 the cleaning and the check were availability loss: PBT 27,000 s, APT
+    # 23,250 s, A = 0.86111.)
+    assert results(row) == (0.951, 0.8752, 0.9941, 0.8274)
+    [_, order] = await m3_rows(conn, "order")  # time with no order, then o-p
+    assert order["order_id"] == "o-p"
+    assert {k: order[k] for k in inputs} == inputs
+
+    # Override availability: c3 is downtime, APT = 24,510 - 1,260 = 23,250 s;
+    # A = 23,250 / 24,510 = 0.94859, P = 20,400 / 23,250 = 0.87742, OEE unchanged.
+    [_, row] = await m3_rows(conn, "shift", micro_stops="availability")
+    assert (row["performance_stop_s"], row["run_s"], row["micro_stops"]) == (
+        0,
+        23250,
+        "availability",
+    )
+    assert (row["planned_stop_s"], row["downtime_s"]) == (4290, 1260)
+    assert results(row) == (0.9486, 0.8774, 0.9941, 0.8274)
+    # Override performance: c3 as recorded; the planned check c4 stays a planned stop.
+    [_, row] = await m3_rows(conn, "shift", micro_stops="performance")
+    assert (row["planned_stop_s"], row["run_s"], row["micro_stops"]) == (
+        4290,
+        23310,
+        "performance",
+    )
+
+    hours = {r["hour"].hour: r for r in await m3_rows(conn, "machine_hour")}
+    # 08:00-09:00: the cleaning 2,400 s is a planned stop; PBT and APT are the 1,200 s of
+    # running, with floor(2,000 x 1,200 / 4,800) = 500 parts: A = 1, P = 1,000 / 1,200.
+    h8 = hours[8]
+    assert (h8["planned_stop_s"], h8["planned_busy_s"], h8["downtime_s"], h8["run_s"]) == (
+        2400,
+        1200,
+        0,
+        1200,
+    )
+    assert (h8["produced"], results(h8)[:2]) == (500, (1.0, 0.8333))
+    # 12:00-13:00: the 60 s micro-stop in run time (A = 1); overridden, A = 3,540 / 3,600.
+    assert (hours[12]["run_s"], r4(hours[12]["availability"])) == (3600, 1.0)
+    [h12] = [
+        r
+        for r in await m3_rows(conn, "machine_hour", micro_stops="availability")
+        if r["hour"] == at(12)
+    ]
+    assert (h12["run_s"], r4(h12["availability"])) == (3540, 0.9833)
+    # 13:00-14:00: the planned 90 s check is out of PBT: PBT = APT = 3,510 s.
+    h13 = hours[13]
+    assert (h13["planned_stop_s"], h13["planned_busy_s"], h13["run_s"]) == (90, 3510, 3510)
+    for key in ("planned_stop_s", "downtime_s", "micro_stop_s", "performance_stop_s", "run_s"):
+        assert sum(r[key] for r in hours.values()) == row[key], key
+
+
+async def test_a_store_migrated_to_0007_takes_each_downtimes_loss_from_its_stored_events(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store at 0006: the recorder kept no loss, though the gateway already sent one for the
+    # micro-stop d3 (performance); d1 and d2 came from a gateway that sent none.
+    older = tmp_path / "migrations"
+    shutil.copytree(Path(str(migrate_module.__file__)).parent / "migrations", older)
+    (older / "0007_downtime_loss.sql").unlink()
+    monkeypatch.setattr(migrate_module, "MIGRATIONS_DIR", older)
+    assert (await migrate(store(pg_dsn))).applied[-1] == "0006_work_orders_per_machine.sql"
+    monkeypatch.undo()
+
+    c = await connect(store(pg_dsn))
+    try:
+        events = shift_day(micro_loss="performance")
+        downtime_events = [e for e in events if e.type.startswith("downtime.")]
+        # The rest goes through today's recorder (no statement of it touches downtimes) ...
+        await write_batch(c, [received(e) for e in events if e not in downtime_events], [])
+        # ... and the downtimes as 0006's recorder stored them: raw events, rows without loss.
+        await c.executemany(
+            "INSERT INTO events (event_id, ts, type, gateway, seq, site, area, line, machine,"
+            " order_id, shift_id, data, topic) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+            " $11, $12, $13)",
+            [
+                (
+                    *(e.event_id, e.ts, e.type, e.gateway, e.seq, e.site, e.area, e.line),
+                    *(e.machine, e.order, e.shift, e.data.model_dump_json(), received(e).topic),
+                )
+                for e in downtime_events
+            ],
+        )
+        await c.execute(
+            "INSERT INTO downtimes (downtime_id, site, area, line, machine, start_ts, end_ts,"
+            " duration_s, reason_code, reason_text, category, planned, order_id, shift_id,"
+            " micro_stop, event_ts, event_rank, event_id, end_event_id)"
+            " SELECT data->>'downtime_id', site, area, line, machine,"
+            " (data->>'start')::timestamptz, (data->>'end')::timestamptz,"
+            " (data->>'duration_s')::float8, data->>'reason_code', data->>'reason_text',"
+            " data->>'category', (data->>'planned')::boolean, order_id, shift_id,"
+            " (data->>'micro_stop')::boolean, ts, 2, event_id, event_id"
+            " FROM events WHERE type = 'downtime.ended'"
+        )
+        await c.execute("UPDATE oee_settings SET micro_stops = 'availability'")  # 0005's default
+
+        assert (await migrate(store(pg_dsn))).applied == ["0007_downtime_loss.sql"]
+        losses = await c.fetch("SELECT downtime_id, loss FROM downtimes ORDER BY 1")
+        # d3 from its newest event (the ended one; started and updated said availability).
+        assert [tuple(r) for r in losses] == [("d1", None), ("d2", None), ("d3", "performance")]
+        assert await c.fetchval("SELECT micro_stops FROM oee_settings") is None
+
+        [_, shift] = await oee(c, "shift")
+        # d3 as recorded: APT = 27,000 - 2,790 + 90 = 24,300 s, A = 0.9, P = 0.83951,
+        # OEE unchanged; d1 and d2 (no loss) stay availability loss as before.
+        assert (shift["downtime_s"], shift["performance_stop_s"], shift["run_s"]) == (
+            2790,
+            90,
+            24300,
+        )
+        assert results(shift) == (0.9, 0.8395, 0.9853, 0.7444)
+        _, a, b = await oee(c, "order")
+        # o-a holds only d1, recorded without loss: the figures of before 0007 (see
+        # test_each_order_computed_by_hand).
+        assert (a["downtime_s"], a["run_s"], results(a)) == (
+            1800,
+            12600,
+            (0.875, 0.7937, 0.98, 0.6806),
+        )
+        # o-b: PBT 12,600 s, downtime 990 s of which d3's 90 s is in run time: APT 11,700 s;
+        # A = 0.92857, P = 10,400 / 11,700 = 0.88889.
+        assert (b["run_s"], results(b)) == (11700, (0.9286, 0.8889, 0.9904, 0.8175))
+        [_, shift] = await oee(c, "shift", micro_stops="availability")
+        assert shift["run_s"] == 24210  # the figures of before 0007, on request
+
+        # From here the recorder stores each event's loss: d1 recoded by a newer gateway.
+        ended = next(e for e in downtime_events if e.type == "downtime.ended")  # d1's
+        recoded = ended.data.model_copy(update={"reason_code": "41", "loss": "availability"})
+        line = Line()
+        line.emit("downtime.updated", at(7, 31), recoded, "o-a")
+        await write_batch(c, [received(e) for e in line.events], [])
+        assert await c.fetchval("SELECT loss FROM downtimes WHERE downtime_id = 'd1'") == (
+            "availability"
+        )
+    finally:
+        await c.close()
+
+
 # --- gaps, open intervals, unknown ideal cycle times ---------------------------------------
 
 
@@ -438,12 +734,13 @@ async def test_open_intervals_data_gaps_and_missing_ideal_times(conn: asyncpg.Co
 async def test_any_delivery_order_gives_the_same_figures(
     pg_dsn: str, conn: asyncpg.Connection
 ) -> None:
+    await write_batch(conn, [received(e) for e in cleaning_day()], [])
     expected = [
         [tuple(r) for r in await oee(conn, by)] for by in ("order", "shift", "machine_hour")
     ]
-    events = shift_day()
+    events = shift_day() + cleaning_day()
     rng = random.Random(11)
-    deliveries = events + rng.sample(events, 15)
+    deliveries = events + rng.sample(events, 30)
     rng.shuffle(deliveries)
     await conn.execute(
         "TRUNCATE events, counts, state_intervals, downtimes, work_orders, shifts, exports"
@@ -458,17 +755,19 @@ async def test_the_same_figures_on_timescaledb(
     conn: asyncpg.Connection, timescale_dsn: str
 ) -> None:
     grains = ("order", "shift", "machine_hour")
+    await write_batch(conn, [received(e) for e in cleaning_day()], [])
     expected = {by: [tuple(r) for r in await oee(conn, by)] for by in grains}
     assert (await migrate(store(timescale_dsn))).timescaledb
     ts = await connect(store(timescale_dsn))
     try:
-        await write_batch(ts, [received(e) for e in shift_day()], [])
+        await write_batch(ts, [received(e) for e in shift_day() + cleaning_day()], [])
         got = {by: [tuple(r) for r in await oee(ts, by)] for by in grains}
-        [_, shift] = await oee(ts, "shift")
+        _, shift, _, cleaning = await oee(ts, "shift")  # m1 and m3, each outside and in
     finally:
         await ts.close()
     assert got == expected
     assert results(shift) == (0.8967, 0.8426, 0.9853, 0.7444)
+    assert results(cleaning) == (0.951, 0.8752, 0.9941, 0.8274)
 
 
 # --- mesgw report oee ----------------------------------------------------------------------
@@ -500,7 +799,7 @@ async def test_the_report_prints_the_figures_the_sql_computes(
     )
     ratios = [round(shift[k], 4) for k in ("availability", "performance", "quality", "oee")]
     assert ratios == [0.8967, 0.8426, 0.9853, 0.7444]
-    assert shift["micro_stops"] == "availability"
+    assert shift["micro_stops"] == "recorded"
 
     args = ["--by", "order", "--machine", "m1", "--micro-stops", "performance", "--config", cfg]
     assert await report(*args, *window) == 0
@@ -521,6 +820,14 @@ async def test_the_report_prints_the_figures_the_sql_computes(
     ]
     assert out[2].split()[1:3] == ["(no", "order)"]
     assert out[2].split()[-4:] == ["-", "-", "-", "-"]  # nothing scheduled: no ratios
+
+    # By default micro-stops are charged as each downtime recorded, and the header says so.
+    assert await report("--by", "shift", "--config", cfg, *window) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(
+        "; micro-stops charged as each downtime recorded (rules.micro_stop_loss)"
+    )
+    assert out[3].split()[-4:] == ["89.7", "84.3", "98.5", "74.4"]
 
     assert await report("--by", "order", "--machine", "m9", "--config", cfg, *window) == 0
     assert "no data" in capsys.readouterr().out

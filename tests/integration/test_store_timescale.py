@@ -57,6 +57,7 @@ async def test_timescaledb_schema_policies_and_flavour(timescale_dsn: str) -> No
         "0004_typed_tables.sql",
         "0005_oee.sql",
         "0006_work_orders_per_machine.sql",
+        "0007_downtime_loss.sql",
     ]
     assert first.timescaledb is True
 

@@ -145,14 +145,16 @@ def morning() -> list[Event]:
     d1 = DowntimeData(downtime_id="m1-d1", start=at(7))
     p.emit("downtime.started", at(7), d1, order="o-a")
     reason = {"reason_code": "17", "reason_text": "jam", "category": "material"}
+    reason["loss"] = "availability"  # the events before it carry none (an older gateway)
     p.emit("downtime.updated", at(7, 2), d1.model_copy(update=reason), order="o-a")
     ended = {**reason, "end": at(7, 10), "duration_s": 600.0, "micro_stop": False}
     p.emit("downtime.ended", at(7, 10), d1.model_copy(update=ended), order="o-a")
     p.state(at(7, 10), "running", 6, "o-a")
-    d2 = DowntimeData(downtime_id="m1-d2", start=at(7, 30))
+    d2 = DowntimeData(downtime_id="m1-d2", start=at(7, 30), loss="availability")
     p.state(at(7, 30), "down", 17, "o-a")
     p.emit("downtime.started", at(7, 30), d2, order="o-a")
-    micro = {"end": at(7, 31), "duration_s": 60.0, "micro_stop": True}
+    # A micro-stop's loss (rules.micro_stop_loss) comes with its end.
+    micro = {"end": at(7, 31), "duration_s": 60.0, "micro_stop": True, "loss": "performance"}
     p.emit("downtime.ended", at(7, 31), d2.model_copy(update=micro), order="o-a")
     p.state(at(7, 31), "running", 6, "o-a")
     p.emit("order.ended", at(7, 30), order_data("o-c", "completed"), machine="m2", order="o-c")
@@ -262,6 +264,11 @@ async def test_a_morning_of_events_fills_every_typed_table(conn: asyncpg.Connect
         ("m1-d1", "m1", at(7), at(7, 10), 600.0, "17", "jam", "material", False, "o-a", *tail),
         ("m1-d2", "m1", at(7, 30), at(7, 31), 60.0, None, None, None, True, "o-a", *tail),
     ]
+    # The loss of the newest event: a micro-stop's comes with its end.
+    assert pick(s["downtimes"], "downtime_id loss") == [
+        ("m1-d1", "availability"),
+        ("m1-d2", "performance"),
+    ]
 
     fields = "order_id machine product quantity ideal_cycle_time_s status origin"
     orders = pick(s["work_orders"], f"{fields} started_at ended_at")
@@ -304,27 +311,32 @@ async def test_a_downtime_is_upserted_as_it_starts_gets_a_reason_and_ends(
     conn: asyncpg.Connection,
 ) -> None:
     p = Plant()
-    d = DowntimeData(downtime_id="m1-d9", start=at(9), category="unplanned")
+    d = DowntimeData(downtime_id="m1-d9", start=at(9), category="unplanned", loss="availability")
     started = p.emit("downtime.started", at(9), d, order="o-a")
-    recoded = d.model_copy(update={"reason_code": "41", "reason_text": "tool change"})
+    # A planned reason: the loss turns planned with it.
+    planned = {"planned": True, "loss": "planned"}
+    recoded = d.model_copy(update={"reason_code": "41", "reason_text": "tool change", **planned})
     updated = p.emit("downtime.updated", at(9, 5), recoded, order="o-a")
     ended_data = recoded.model_copy(
         update={"end": at(9, 20), "duration_s": 1200.0, "micro_stop": False}
     )
     ended = p.emit("downtime.ended", at(9, 20), ended_data, order="o-a")
     fields = "start_ts, end_ts, duration_s, reason_code, reason_text, category, micro_stop"
+    fields += ", planned, loss"
 
     async def row() -> tuple[Any, ...]:
         return tuple(await conn.fetchrow(f"SELECT {fields} FROM downtimes"))
 
     await write_in_batches(conn, [[started]])
-    assert await row() == (at(9), None, None, None, None, "unplanned", None)
+    unassigned = (False, "availability")
+    assert await row() == (at(9), None, None, None, None, "unplanned", None, *unassigned)
     await write_in_batches(conn, [[updated]])
-    assert await row() == (at(9), None, None, "41", "tool change", "unplanned", None)
+    recoded_row = (at(9), None, None, "41", "tool change", "unplanned", None, True, "planned")
+    assert await row() == recoded_row
     await write_in_batches(conn, [[ended]])
-    final = (at(9), at(9, 20), 1200.0, "41", "tool change", "unplanned", False)
+    final = (at(9), at(9, 20), 1200.0, "41", "tool change", "unplanned", False, True, "planned")
     assert await row() == final
-    # Late copies of the earlier events neither reopen it nor take its reason away.
+    # Late copies of the earlier events neither reopen it nor take its reason or loss away.
     await write_in_batches(conn, [[started], [updated, started]])
     assert await row() == final
     assert await conn.fetchval("SELECT count(*) FROM downtimes") == 1
@@ -506,7 +518,9 @@ async def test_migrating_a_store_keyed_by_order_alone_rebuilds_the_lost_operatio
     # row (m3's), and an order was planned by hand without a machine.
     older = tmp_path / "migrations"
     shutil.copytree(Path(str(migrate_module.__file__)).parent / "migrations", older)
-    (older / "0006_work_orders_per_machine.sql").unlink()
+    for later in older.glob("*.sql"):
+        if later.name >= "0006":
+            later.unlink()
     monkeypatch.setattr(migrate_module, "MIGRATIONS_DIR", older)
     assert (await migrate(store(pg_dsn))).applied[-1] == "0005_oee.sql"
     monkeypatch.undo()
@@ -570,7 +584,10 @@ async def test_migrating_a_store_keyed_by_order_alone_rebuilds_the_lost_operatio
             " VALUES ('o-3', 'clerk1', 'csv', '{}', repeat('0', 64))"
         )
 
-        assert (await migrate(store(pg_dsn))).applied == ["0006_work_orders_per_machine.sql"]
+        assert (await migrate(store(pg_dsn))).applied == [
+            "0006_work_orders_per_machine.sql",
+            "0007_downtime_loss.sql",
+        ]
         fields = "order_id, machine, product, quantity, status, started_at, ended_at"
         rows = await c.fetch(f"SELECT {fields}, confirmed_by FROM work_orders ORDER BY 1, 2")
         assert [tuple(r) for r in rows] == [
