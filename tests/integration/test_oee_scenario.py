@@ -25,7 +25,6 @@ migrated to 0007 with rows recorded before it) come with their tests below.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import random
 import shutil
@@ -38,13 +37,13 @@ from typing import Any, Literal
 import asyncpg
 import pytest
 from pydantic import SecretStr
+from store_support import DAY, SHIFT, Plant, at, migrate_module
 
 from gateway.cli import main
 from gateway.config import StoreSection
 from gateway.events import (
     CountData,
     DowntimeData,
-    Draft,
     Event,
     EventType,
     OrderData,
@@ -52,33 +51,24 @@ from gateway.events import (
     ShiftData,
     StateBucket,
     StateData,
-    uuid7,
 )
 from gateway.store import connect, migrate, write_batch
 from gateway.testing import received
 
 pytestmark = pytest.mark.integration
 
-# `gateway.store.migrate` the attribute is the function; the module is needed to patch it.
-migrate_module = importlib.import_module("gateway.store.migrate")
-
 Loss = Literal["availability", "performance", "planned"]
 
-DAY = datetime(2025, 3, 4, tzinfo=UTC)
-SHIFT = "cal-a/2025-03-04/early"
 WINDOW = (DAY + timedelta(hours=5), DAY + timedelta(hours=15))
 
 
-def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
-    return DAY + timedelta(hours=hour, minutes=minute, seconds=second)
+class Line(Plant):
+    """The OEE scenario's events: order passed positionally, as the scenario reads."""
 
-
-class Line:
     def __init__(self) -> None:
-        self.seq = 0
-        self.events: list[Event] = []
+        super().__init__(gateway="gw")
 
-    def emit(
+    def emit(  # type: ignore[override]
         self,
         type_: EventType,
         ts: datetime,
@@ -86,10 +76,8 @@ class Line:
         order: str | None,
         shift: str | None = SHIFT,
         machine: str = "m1",
-    ) -> None:
-        self.seq += 1
-        draft = Draft(type_, ts, "a1", "l1", machine, data, order=order, shift=shift)
-        self.events.append(draft.seal(event_id=uuid7(), seq=self.seq, gateway="gw", site="s1"))
+    ) -> Event:
+        return super().emit(type_, ts, data, machine=machine, order=order, shift=shift)
 
     def state(
         self, since: datetime, bucket: StateBucket, order: str | None, machine: str = "m1"

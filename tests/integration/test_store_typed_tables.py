@@ -8,33 +8,31 @@ TimescaleDB flavour; every way gives the same tables.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import random
 import shutil
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+import store_support
 from pydantic import SecretStr
+from store_support import SHIFT, at, migrate_module
 
 from gateway.config import MqttSection, RecorderSection, Settings, StoreSection
 from gateway.events import (
     CountData,
     DowntimeData,
-    Draft,
     Event,
-    EventType,
     OrderData,
     ShiftBreak,
     ShiftData,
     StateBucket,
     StateData,
     publications,
-    uuid7,
 )
 from gateway.recorder import Recorder
 from gateway.store import connect, migrate, write_batch
@@ -42,48 +40,9 @@ from gateway.testing import Broker, received
 
 pytestmark = pytest.mark.integration
 
-# `gateway.store.migrate` the attribute is the function; the module is needed to patch it.
-migrate_module = importlib.import_module("gateway.store.migrate")
 
-DAY = datetime(2025, 3, 4, tzinfo=UTC)
-SHIFT = "cal-a/2025-03-04/early"
-
-
-def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
-    return DAY + timedelta(hours=hour, minutes=minute, seconds=second)
-
-
-class Plant:
-    """Seals events the way a gateway does: one sequence, UUIDv7 ids in emission order."""
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self.events: list[Event] = []
-
-    def emit(
-        self,
-        type_: EventType,
-        ts: datetime,
-        data: Any,
-        *,
-        machine: str = "m1",
-        order: str | None = None,
-        shift: str | None = SHIFT,
-    ) -> Event:
-        self.seq += 1
-        draft = Draft(
-            type=type_,
-            ts=ts,
-            area="a1",
-            line="l1",
-            machine=machine,
-            data=data,
-            order=order,
-            shift=shift,
-        )
-        event = draft.seal(event_id=uuid7(), seq=self.seq, gateway="gw-01", site="s1")
-        self.events.append(event)
-        return event
+class Plant(store_support.Plant):
+    """The base plant with the typed-table tests' event helpers."""
 
     def state(
         self, since: datetime, bucket: StateBucket, code: int, order: str, machine: str = "m1"
