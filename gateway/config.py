@@ -584,6 +584,38 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _serial_lines_agree(self) -> Settings:
+        # Machines on one RS-485 line share the port: one baud rate, framing and timeout.
+        lines: dict[str, tuple[str, ModbusConnector]] = {}
+        for machine in self.machines:
+            spec = machine.connector
+            if not isinstance(spec, ModbusConnector) or spec.serial is None:
+                continue
+            if spec.transport != "rtu":
+                continue
+            first = lines.setdefault(spec.serial.port, (machine.id, spec))
+            other, theirs = first
+            if (theirs.serial, theirs.timeout_s) != (spec.serial, spec.timeout_s):
+                index = self.machines.index(machine)
+                message = (
+                    f"shares serial port {spec.serial.port} with machine {other!r} but not "
+                    "its serial settings and timeout_s"
+                )
+                raise ValidationError.from_exception_data(
+                    "Settings",
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "serial_line", "{reason}", {"reason": message}
+                            ),
+                            loc=("machines", index, "connector", "serial"),
+                            input=spec.serial.port,
+                        )
+                    ],
+                )
+        return self
+
+    @model_validator(mode="after")
     def _rules_references(self) -> Settings:
         # State tables, calendars, reasons and tags named by the rule keys must exist.
         check_references(self)

@@ -187,3 +187,29 @@ def test_connector_errors(tmp_path: Path, connector: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(_config(tmp_path, connector, ""))
     assert message in "\n".join(err.value.problems)
+
+
+def test_machines_on_one_serial_port_must_agree_on_its_settings(tmp_path: Path) -> None:
+    def machine(name: str, unit: int, baudrate: int) -> str:
+        return f"""
+[[machines]]
+id = "{name}"
+area = "a"
+line = "l"
+[machines.connector]
+type = "modbus"
+transport = "rtu"
+unit = {unit}
+serial = {{ port = "/dev/ttyUSB0", baudrate = {baudrate} }}
+"""
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(machine("press-1", 1, 19200) + machine("press-2", 2, 19200))
+    assert len(load_config(path).machines) == 2  # one RS-485 line, two units: fine
+    path.write_text(machine("press-1", 1, 19200) + machine("press-2", 2, 9600))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.problems == [
+        f"{path}: machines[1].connector.serial: shares serial port /dev/ttyUSB0 with machine "
+        "'press-1' but not its serial settings and timeout_s"
+    ]
