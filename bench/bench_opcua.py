@@ -163,6 +163,7 @@ async def gateway(endpoint: str, items: int, warmup_s: float, measure_s: float) 
             state, phase_end = "measuring", time.monotonic() + measure_s
             print("measure-start", flush=True)
 
+    gc.freeze()  # as `mesgw run` does once started: the start-up objects leave the collector
     task = asyncio.create_task(OpcUaDevice("bench", cfg, tags).run(consume), name="bench-device")
     while state != "measuring" or time.monotonic() < phase_end:
         if task.done():
