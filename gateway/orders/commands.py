@@ -206,17 +206,26 @@ def parse_mqtt(
         check_age(body.sent_at or body.ts, now, max_age_s)
     except CommandError as err:
         raise CommandError(err.error, request_id=request_id) from None
-    command = OrderCommand(
+    return _command(body, machine, body.action, now, "mqtt"), request_id
+
+
+def _command(
+    body: MqttCommand | StartRequest,
+    machine: str,
+    action: Literal["start", "stop"],
+    now: datetime,
+    origin: OrderOrigin,
+) -> OrderCommand:
+    return OrderCommand(
         machine=machine,
-        action=body.action,
+        action=action,
         ts=now,
-        origin="mqtt",
+        origin=origin,
         order_id=body.order_id,
         product=body.product,
         quantity=body.quantity,
         ideal_cycle_time_s=body.ideal_cycle_time_s,
     )
-    return command, request_id
 
 
 def parse_start(
@@ -228,17 +237,7 @@ def parse_start(
         body = StartRequest.model_validate_json(payload)
     except ValidationError as err:
         raise CommandError(describe(err), request_id=request_id) from err
-    command = OrderCommand(
-        machine=machine,
-        action="start",
-        ts=now,
-        origin=origin,
-        order_id=body.order_id,
-        product=body.product,
-        quantity=body.quantity,
-        ideal_cycle_time_s=body.ideal_cycle_time_s,
-    )
-    return command, request_id
+    return _command(body, machine, "start", now, origin), request_id
 
 
 def parse_stop(
