@@ -569,29 +569,14 @@ class Machine:
         cand = self.cand
         role = c.role
         if cand is not None and t >= cand.split:
-            if role == "good_count":
-                cand.g += delta
-            elif role == "reject_count":
-                cand.r += delta
-            else:
-                cand.t += delta
+            cand.g, cand.r, cand.t = _plus(role, delta, cand.g, cand.r, cand.t)
             cand.q = max(cand.q, quality)
         else:
-            if role == "good_count":
-                self.a_g += delta
-            elif role == "reject_count":
-                self.a_r += delta
-            else:
-                self.a_t += delta
+            self.a_g, self.a_r, self.a_t = _plus(role, delta, self.a_g, self.a_r, self.a_t)
             self.a_q = max(self.a_q, quality)
 
     def _ends_changeover(self, role: str, delta: int) -> bool:
-        if role == "good_count":
-            self.co_g += delta
-        elif role == "reject_count":
-            self.co_r += delta
-        else:
-            self.co_t += delta
+        self.co_g, self.co_r, self.co_t = _plus(role, delta, self.co_g, self.co_r, self.co_t)
         if self.has_g:
             return self.co_g > 0
         if self.has_t:
@@ -651,12 +636,7 @@ class Machine:
             c.settle()
 
     def _add_gap(self, role: str, delta: int, quality: int) -> None:
-        if role == "good_count":
-            self.g_g += delta
-        elif role == "reject_count":
-            self.g_r += delta
-        else:
-            self.g_t += delta
+        self.g_g, self.g_r, self.g_t = _plus(role, delta, self.g_g, self.g_r, self.g_t)
         self.g_q = max(self.g_q, quality)
 
     def _gap_counter_done(self) -> None:
@@ -1065,6 +1045,15 @@ class Machine:
             loss=cast(Any, loss),
         )
         self._draft(kind, t, data, dt.order, dt.shift)
+
+
+def _plus(role: str, delta: int, g: int, r: int, t: int) -> tuple[int, int, int]:
+    """(good, reject, total) with `delta` added to the one the counter's role names."""
+    if role == "good_count":
+        return g + delta, r, t
+    if role == "reject_count":
+        return g, r + delta, t
+    return g, r, t + delta
 
 
 def _finite(t: float) -> float | None:
