@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from gateway.events import Event, event_filters, now_utc
 from gateway.logging import get_logger
 from gateway.mqtt.client import Connected, Disconnected, Message, MqttClient, SessionOptions, SubAck
 from gateway.store import DeadLetter, Received, connect, describe, prune, write_batch
+from gateway.waiting import wait_event
 
 log = get_logger("gateway.recorder")
 
@@ -136,10 +136,7 @@ class Recorder:
 
     async def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker has granted the subscriptions (at least once)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._subscribed_event.wait()
-        return self._subscribed_event.is_set()
+        return await wait_event(self._subscribed_event, timeout)
 
     async def run(self) -> None:
         """Record until `stop()` or cancellation; unacknowledged messages stay at the broker."""
@@ -245,9 +242,7 @@ class Recorder:
         """
         if not self._pending:
             self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(idle_s):
-                    await self._arrived.wait()
+            await wait_event(self._arrived, idle_s)
             if not self._pending or self._stop.is_set():
                 return []
         loop = asyncio.get_running_loop()
@@ -258,9 +253,7 @@ class Recorder:
                 break
             before = len(self._pending)
             self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(remaining, _GAP_S)):
-                    await self._arrived.wait()
+            await wait_event(self._arrived, min(remaining, _GAP_S))
             if len(self._pending) == before:
                 break
         # A reconnect meanwhile may have dropped everything pending (it comes again).
@@ -340,9 +333,7 @@ class Recorder:
                 return inserted, dead
             if self._stop.is_set():
                 raise _Abandoned()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff.next_delay()):
-                    await self._stop.wait()
+            await wait_event(self._stop, backoff.next_delay())
             if self._stop.is_set():
                 raise _Abandoned()
 

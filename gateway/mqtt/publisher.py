@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import time
 from collections.abc import Coroutine
@@ -41,6 +40,7 @@ from gateway.mqtt.client import (
     publish_properties,
 )
 from gateway.outbox import Outbox, OutboxRow
+from gateway.waiting import wait_event
 
 log = get_logger("gateway.mqtt.publisher")
 
@@ -282,9 +282,7 @@ class Publisher:
         timeout = max(0.0, self._retry_at - time.monotonic()) if self._retry else None
         if rows is None:
             # The common case while the window is full: no extra tasks per acknowledgement.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+            await wait_event(self._wake, timeout)
             return
         waiters: list[asyncio.Task[Any]] = [
             asyncio.create_task(self._wake.wait(), name="mqtt-publisher-wake"),

@@ -52,6 +52,7 @@ from gateway.mqtt.client import (
 )
 from gateway.orders.commands import CommandError, parse_mqtt, refusal, reply, request_id_of
 from gateway.orders.desk import OrderDesk
+from gateway.waiting import wait_event
 
 log = get_logger("gateway.orders.mqtt")
 
@@ -170,10 +171,7 @@ class OrderCommandListener:
 
     async def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker granted the command subscription (at least once)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._subscribed.wait()
-        return self._subscribed.is_set()
+        return await wait_event(self._subscribed, timeout)
 
     async def run(self) -> None:
         """Answer commands until `stop()`; cancelled, it drops the connection at once."""
