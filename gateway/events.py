@@ -30,10 +30,19 @@ SCHEMA: Final = "mes.event/1"
 
 CountQuality = Literal["ok", "wrap", "reset", "gap", "spike", "restart"]
 StateBucket = Literal[
-    "running", "idle", "down", "changeover", "planned_stop", "not_scheduled", "unknown"
+    "running",
+    "idle",
+    "starved",
+    "blocked",
+    "down",
+    "changeover",
+    "planned_stop",
+    "not_scheduled",
+    "unknown",
 ]
 EventType = Literal[
     "count",
+    "count.held",
     "state",
     "downtime.started",
     "downtime.updated",
@@ -82,6 +91,27 @@ class CountData(_Frozen):
     ideal_cycle_time_s: float | None = Field(
         None, gt=0, description="in force for these parts (order's, else machine's); for OEE"
     )
+
+
+class HeldCountData(_Frozen):
+    """A counter change the rules cannot vouch for: kept out of every total until a clerk
+    accepts (all or part of) it or rejects it."""
+
+    held_id: str = Field(min_length=1, description="<machine>-<counter tag>-<reading ms>, stable")
+    counter: str = Field(min_length=1, description="the counter tag")
+    role: Literal["good_count", "reject_count", "total_count"]
+    old_raw: int = Field(ge=0, description="the last accepted raw value")
+    new_raw: int = Field(ge=0, description="the raw value of this reading")
+    claimed: int = Field(ge=0, description="the parts this change would add if counted")
+    plausible_max: int | None = Field(
+        None, ge=0, description="most parts the machine can make over [start, end]; none known"
+    )
+    reason: Literal["spike", "decrease"] = Field(
+        description="spike: faster than plausible; decrease: neither a provable wrap nor a "
+        "reset to zero (e.g. back at a preset after a PLC restart)"
+    )
+    start: Timestamp = Field(description="when the old value was last seen")
+    end: Timestamp = Field(description="the reading that showed the new value")
 
 
 class StateData(_Frozen):
@@ -136,6 +166,7 @@ class ShiftData(_Frozen):
 
 DATA_MODELS: dict[str, type[_Frozen]] = {
     "count": CountData,
+    "count.held": HeldCountData,
     "state": StateData,
     "downtime.started": DowntimeData,
     "downtime.updated": DowntimeData,
@@ -158,6 +189,7 @@ def _data_shape(value: Any) -> str | None:
 
 
 _SHAPE_KEYS = (
+    ("held_id", "HeldCountData"),
     ("bucket", "StateData"),
     ("downtime_id", "DowntimeData"),
     ("order_id", "OrderData"),
@@ -166,6 +198,7 @@ _SHAPE_KEYS = (
 
 EventData = Annotated[
     Annotated[CountData, Tag("CountData")]
+    | Annotated[HeldCountData, Tag("HeldCountData")]
     | Annotated[StateData, Tag("StateData")]
     | Annotated[DowntimeData, Tag("DowntimeData")]
     | Annotated[OrderData, Tag("OrderData")]
@@ -297,7 +330,7 @@ def publications(event: Event, prefix: str) -> list[Publication]:
     root = f"{prefix}/{event.site}/{event.area}/{event.line}/{event.machine}"
     body = event.to_json()
     kind = event.type
-    if kind == "count":
+    if kind in ("count", "count.held"):
         return [Publication(f"{root}/count", body, False)]
     if kind == "state":
         return [Publication(f"{root}/state", body, True)]

@@ -6,6 +6,7 @@ out of order (redeliveries, recorder restarts, a gateway draining its outbox), s
 is a pure function of the set of events received, whatever their order:
 
 - `counts`: one row per count event, inserted once.
+- `held_counts`: one row per held id, inserted once (never part of `counts`).
 - `state_intervals`: one row per machine and `since`, holding the newest event (highest
   UUIDv7) for that instant; its end is the next interval's start, set when either of the
   two arrives, so a late event both closes its predecessor and takes its end from an
@@ -49,6 +50,21 @@ SELECT event_id, site, area, line, machine, order_id, shift_id,
 FROM {STAGING}
 WHERE type = 'count'
 ON CONFLICT DO NOTHING
+"""
+
+HELD_COUNTS = f"""
+INSERT INTO held_counts (held_id, event_id, site, area, line, machine, order_id, shift_id,
+                         counter, role, old_raw, new_raw, claimed, plausible_max, reason,
+                         seen_from, ts)
+SELECT DISTINCT ON (data->>'held_id')
+       data->>'held_id', event_id, site, area, line, machine, order_id, shift_id,
+       data->>'counter', data->>'role', (data->>'old_raw')::bigint, (data->>'new_raw')::bigint,
+       (data->>'claimed')::bigint, (data->>'plausible_max')::bigint, data->>'reason',
+       (data->>'start')::timestamptz, (data->>'end')::timestamptz
+FROM {STAGING}
+WHERE type = 'count.held'
+ORDER BY data->>'held_id', event_id
+ON CONFLICT (held_id) DO NOTHING
 """
 
 # Two events for the same machine and instant: the one emitted last (highest UUIDv7) wins,
@@ -309,6 +325,7 @@ FROM (
 _STATEMENTS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     (frozenset({"state", "order.started", "order.ended"}), (MACHINE_LOCKS,)),
     (frozenset({"count"}), (COUNTS,)),
+    (frozenset({"count.held"}), (HELD_COUNTS,)),
     (frozenset({"state"}), (STATES, STATE_ENDS)),
     (frozenset({"downtime.started", "downtime.updated", "downtime.ended"}), (DOWNTIMES,)),
     (frozenset({"order.started", "order.ended"}), (WORK_ORDERS, ORDER_DEMOTE, ORDER_PROMOTE)),
