@@ -1,22 +1,34 @@
-"""Cumulative PLC counters → part deltas, each classified by what the counter physically did.
+"""Cumulative PLC counters -> part deltas, each classified by what the counter physically did.
 
-`new >= old`: delta `new - old`, a spike when faster than the machine can make parts.
-`new < old`: a wrap when `modulus - old + new` parts fit the machine's maximum rate over
-the elapsed time; otherwise a reset (delta `new`, the parts since the reset). A counter that
-cannot be reset but went back further than any wrap is counted the same way and flagged a
-spike: it did something its physics does not allow, and the clerk must look at it. Without
-a maximum rate a decrease is a reset when the counter may be reset, else a wrap.
+`new >= old`: delta `new - old`; faster than the machine can make parts (`rate_tolerance` /
+ideal cycle time, over the last minute or more of the counter's history, gaps included) it
+is a spike and *held*: not counted, kept for a clerk.
+
+`new < old`: a wrap when `modulus - old + new` parts fit the machine's maximum rate over the
+time since the old value was last seen; else, for a counter the PLC may reset, a reset to
+zero (delta `new`, the parts since the reset) when `new` parts fit that time. A decrease to
+exactly zero is a reset of any counter (it claims no parts). Anything else (a counter back
+at a preset after a PLC restart while the gateway was away, a counter that is never reset
+going back to a small number) is held as a `decrease`.
+
+Without a maximum rate nothing can be judged against time: a decrease is a reset when the
+counter may be reset, else a wrap (a held decrease when it has no modulus either), and no
+increase is a spike.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gateway.events import CountQuality
 
-# Quality flags by rank: an interval holding several deltas carries the highest.
+# Quality flags by rank: an interval holding several deltas carries the highest. A spike is
+# held, never counted; the flag stays in the contract for records of older gateways.
 QUALITIES: tuple[CountQuality, ...] = ("ok", "wrap", "restart", "gap", "reset", "spike")
 OK, WRAP, RESTART, GAP, RESET, SPIKE = range(6)
+# What classify() says of a change it cannot vouch for (quality HELD, with its reason).
+HELD = -1
 RANK = {name: rank for rank, name in enumerate(QUALITIES)}
 
 # Timestamps jitter (Modbus: the time a response arrived); allow one second and one part.
@@ -41,10 +53,36 @@ def as_count(value: Any, modulus: int | None) -> int | None:
     return count
 
 
-class Counter:
-    """One counter tag: its physics and last accepted raw value."""
+# Plausibility is judged over at least this long a stretch of the counter's history: a PLC
+# that books parts in steps (a case packer adding 12 at once) passes, a jump of thousands
+# does not.
+WINDOW_S = 60.0
 
-    __slots__ = ("gap", "modulus", "raw", "resettable", "role", "same", "stale", "tag", "ts")
+
+class Counter:
+    """One counter tag: its physics, last accepted raw value and recent counted parts.
+
+    `counted` is every part this counter has added since the gateway first saw it; the
+    plausibility window runs from `since_ts` (when `counted` was `since_parts`), and is moved
+    on in two steps so it always spans at least WINDOW_S once the counter is that old.
+    """
+
+    __slots__ = (
+        "counted",
+        "gap",
+        "mid_parts",
+        "mid_ts",
+        "modulus",
+        "raw",
+        "resettable",
+        "role",
+        "same",
+        "since_parts",
+        "since_ts",
+        "stale",
+        "tag",
+        "ts",
+    )
 
     def __init__(self, tag: str, role: str, modulus: int | None, resettable: bool) -> None:
         self.tag = tag
@@ -57,31 +95,84 @@ class Counter:
         self.gap = False  # the next delta covers a link gap or a gateway restart
         # What an unchanged reading must equal to be skipped: the raw value, or ATTENTION.
         self.same: Any = ATTENTION
+        self.counted = 0
+        self.since_ts = self.mid_ts = -math.inf  # -inf: set at the first reading
+        self.since_parts = self.mid_parts = 0
 
     def settle(self) -> None:
         self.same = self.raw if not (self.stale or self.gap or self.raw is None) else ATTENTION
 
-    def classify(self, value: int, t: float, max_rate: float | None) -> tuple[int, int]:
-        """(delta, quality rank) of a new reading against the last accepted one."""
+    def start(self, value: int, t: float) -> None:
+        """The first reading: the baseline, and the start of the plausibility window."""
+        self.raw, self.ts = value, t
+        if self.since_ts == -math.inf:
+            self.since_ts = self.mid_ts = t
+            self.since_parts = self.mid_parts = self.counted
+
+    def allowance(self, t: float, max_rate: float | None) -> int | None:
+        """The most parts a change at t can add: what the machine can make over the window,
+        less what the window already holds (None: no maximum rate known)."""
+        if max_rate is None:
+            return None
+        since = self.since_ts if self.since_ts != -math.inf else self.ts
+        made = self.counted - self.since_parts
+        return max(0, math.floor(max_rate * (max(0.0, t - since) + _SLACK_S)) + 1 - made)
+
+    def classify(self, value: int, t: float, max_rate: float | None) -> tuple[int, int, int | None]:
+        """(delta, quality rank or HELD, plausible maximum) of a new reading against the last
+        accepted one; a HELD delta is the number of parts the change claims.
+
+        An increase is judged over the window (parts may come in steps); what a decrease can
+        be (a wrap, a reset) is judged over the time since the old value was last seen,
+        since that is when it happened.
+        """
         old = self.raw
         assert old is not None
-        elapsed = max(0.0, t - self.ts)
-        allowed = None if max_rate is None else max_rate * (elapsed + _SLACK_S) + 1
         if value >= old:
             delta = value - old
-            return delta, SPIKE if allowed is not None and delta > allowed else OK
+            allowed = self.allowance(t, max_rate)
+            return delta, HELD if allowed is not None and delta > allowed else OK, allowed
+        allowed = (
+            None
+            if max_rate is None
+            else math.floor(max_rate * (max(0.0, t - self.ts) + _SLACK_S)) + 1
+        )
         wrapped = None if self.modulus is None else self.modulus - old + value
         if wrapped is not None:
             if allowed is None and not self.resettable:
-                return wrapped, WRAP
+                return wrapped, WRAP, allowed
             if allowed is not None and wrapped <= allowed:
-                return wrapped, WRAP
-        if not self.resettable:
-            return value, SPIKE
-        return value, SPIKE if allowed is not None and value > allowed else RESET
+                return wrapped, WRAP, allowed
+        if value == 0 or (self.resettable and (allowed is None or value <= allowed)):
+            return value, RESET, allowed
+        return value, HELD, allowed
+
+    def accept(self, value: int, t: float, parts: int) -> None:
+        """Take the reading as the new baseline; `parts` of it were counted."""
+        self.raw, self.ts = value, t
+        self.counted += parts
+        if t - self.mid_ts >= WINDOW_S:
+            self.since_ts, self.since_parts = self.mid_ts, self.mid_parts
+            self.mid_ts, self.mid_parts = t, self.counted
+
+    @staticmethod
+    def held_reason(value: int, old: int) -> str:
+        return "spike" if value >= old else "decrease"
 
     def to_json(self) -> dict[str, Any]:
-        return {"raw": self.raw, "ts": self.ts, "stale": self.stale, "gap": self.gap}
+        return {
+            "raw": self.raw,
+            "ts": self.ts,
+            "stale": self.stale,
+            "gap": self.gap,
+            "window": [
+                self.counted,
+                _finite(self.since_ts),
+                self.since_parts,
+                _finite(self.mid_ts),
+                self.mid_parts,
+            ],
+        }
 
     def load(self, data: dict[str, Any]) -> None:
         raw = data.get("raw")
@@ -89,4 +180,18 @@ class Counter:
         self.ts = float(data.get("ts", 0.0))
         self.stale = bool(data.get("stale", False))
         self.gap = bool(data.get("gap", False))
+        window = data.get("window")
+        if window is not None:
+            counted, since_ts, since_parts, mid_ts, mid_parts = window
+            self.counted, self.since_parts, self.mid_parts = (
+                int(counted),
+                int(since_parts),
+                int(mid_parts),
+            )
+            self.since_ts = -math.inf if since_ts is None else float(since_ts)
+            self.mid_ts = -math.inf if mid_ts is None else float(mid_ts)
         self.settle()
+
+
+def _finite(t: float) -> float | None:
+    return t if math.isfinite(t) else None

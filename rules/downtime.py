@@ -70,10 +70,19 @@ class Downtime:
         )
 
 
+def ms_stamp(t: float) -> str:
+    """t as `YYYYMMDDTHHMMSSfffZ`, cut to the millisecond as every event timestamp is."""
+    stamp = utc(t)
+    return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z"
+
+
 def downtime_id(machine: str, t: float, last: tuple[int, int]) -> tuple[str, tuple[int, int]]:
-    """The id of a downtime starting at t, and the (ms, n) to remember for the next one."""
-    ms = round(t * 1000)
+    """The id of a downtime starting at t, and the (ms, n) to remember for the next one.
+
+    The millisecond is the one the event's `start` shows (cut, not rounded): id = its start.
+    """
+    stamp = utc(t)
+    ms = int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
     n = last[1] + 1 if ms == last[0] else 1
-    stamp = utc(ms / 1000)
-    text = f"{machine}-{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z"
+    text = f"{machine}-{ms_stamp(t)}"
     return (text if n == 1 else f"{text}-{n}"), (ms, n)

@@ -22,6 +22,7 @@ from gateway.events import (
     CountData,
     DowntimeData,
     Draft,
+    HeldCountData,
     OrderData,
     ShiftBreak,
     ShiftData,
@@ -29,8 +30,8 @@ from gateway.events import (
 )
 from rules.calendar import ALWAYS, Calendar, Segment, utc
 from rules.config import Bucket
-from rules.counters import ATTENTION, GAP, QUALITIES, RESTART, Counter, as_count
-from rules.downtime import Downtime, downtime_id
+from rules.counters import ATTENTION, GAP, HELD, OK, QUALITIES, RESTART, Counter, as_count
+from rules.downtime import Downtime, downtime_id, ms_stamp
 from rules.orders import ActiveOrder, OrderBook, order_id
 from rules.reasons import Reason, Reasons
 from rules.spec import MachineSpec, PlantRules
@@ -534,14 +535,19 @@ class Machine:
             self._rearm(t)
             self._reconsider(t)
         if c.raw is None:
-            c.raw, c.ts = value, t
+            c.start(value, t)
             if c.gap:
                 c.gap = False
                 self._gap_counter_done()
             c.settle()
             return
-        delta, quality = c.classify(value, t, self.max_rate)
-        c.raw, c.ts = value, t
+        old = c.raw
+        old_ts = c.ts
+        delta, quality, allowed = c.classify(value, t, self.max_rate)
+        if quality == HELD:
+            self._hold(c, old, value, delta, allowed, old_ts, t)
+            delta, quality = 0, OK
+        c.accept(value, t, delta)
         if c.stale:
             quality = max(quality, GAP)
             c.stale = False
@@ -555,6 +561,12 @@ class Machine:
             quality = max(quality, GAP)
         c.settle()
         if delta == 0:
+            if quality > OK:  # a reset to zero, say: the record it falls in carries the flag
+                cand = self.cand
+                if cand is not None and t >= cand.split:
+                    cand.q = max(cand.q, quality)
+                else:
+                    self.a_q = max(self.a_q, quality)
             return
         if self.changeover and self._ends_changeover(c.role, delta):
             self.changeover = False
@@ -574,6 +586,32 @@ class Machine:
         else:
             self.a_g, self.a_r, self.a_t = _plus(role, delta, self.a_g, self.a_r, self.a_t)
             self.a_q = max(self.a_q, quality)
+
+    def _hold(
+        self,
+        c: Counter,
+        old: int,
+        value: int,
+        claimed: int,
+        allowed: int | None,
+        since: float,
+        t: float,
+    ) -> None:
+        """A change the rules cannot vouch for: published and stored apart, never counted."""
+        self.stats["held count"] += 1
+        data = HeldCountData.model_construct(
+            held_id=f"{self.id}-{c.tag}-{ms_stamp(t)}",
+            counter=c.tag,
+            role=cast(Any, c.role),
+            old_raw=old,
+            new_raw=value,
+            claimed=claimed,
+            plausible_max=allowed,
+            reason=cast(Any, Counter.held_reason(value, old)),
+            start=utc(since),
+            end=utc(t),
+        )
+        self._draft("count.held", t, data, self.order_id, self.shift_id)
 
     def _ends_changeover(self, role: str, delta: int) -> bool:
         self.co_g, self.co_r, self.co_t = _plus(role, delta, self.co_g, self.co_r, self.co_t)

@@ -10,7 +10,7 @@ import pytest
 from connectors.sample import Link, Sample
 from gateway.events import CountData, DowntimeData, Draft, OrderData
 from rules.config import ReasonConfig, RulesSection
-from rules.counters import RESET, SPIKE, WRAP, Counter
+from rules.counters import HELD, OK, RESET, WRAP, Counter
 from rules.downtime import downtime_id
 from rules.engine import Engine
 from rules.inputs import OrderCommand, PlannedOrder, Tick
@@ -204,8 +204,8 @@ def test_good_beyond_total_is_carried_not_lost() -> None:
     eng.feed(Sample("m1", "good", 0, at(0)))
     drafts = eng.feed(Sample("m1", "total", 10, at(9)))
     drafts += eng.feed(Sample("m1", "good", 12, at(9.9)))  # good's two parts counted first
-    drafts += eng.feed(Sample("m1", "total", 20, at(11)))
-    drafts += eng.feed(Sample("m1", "good", 19, at(11)))
+    drafts += eng.feed(Sample("m1", "total", 20, at(14)))
+    drafts += eng.feed(Sample("m1", "good", 19, at(14)))
     drafts += eng.feed(Tick(at(20)))
     counts = [d.data for d in drafts if isinstance(d.data, CountData)]
     assert [(c.good, c.reject, c.total) for c in counts] == [(10, 0, 10), (9, 1, 10)]
@@ -257,21 +257,42 @@ def test_planned_reason_is_never_a_micro_stop_loss() -> None:
 def test_counter_classification_table() -> None:
     c = Counter("t", "total_count", 1 << 16, resettable=True)
     cases = [
-        # (old, new, seconds, max rate) → (delta, quality)
-        ((100, 110, 10, 2.0), (10, 0)),
-        ((65530, 4, 10, 2.0), (10, WRAP)),
-        ((5000, 3, 10, 2.0), (3, RESET)),
-        ((100, 600, 10, 2.0), (500, SPIKE)),
-        ((5000, 3, 10, None), (3, RESET)),  # no rate: a resettable counter resets
+        # (old, new, seconds, max rate) → (delta or claimed, quality, plausible maximum)
+        ((100, 110, 10, 2.0), (10, OK, 23)),
+        ((65530, 4, 10, 2.0), (10, WRAP, 23)),
+        ((5000, 3, 10, 2.0), (3, RESET, 23)),
+        ((5000, 0, 10, 2.0), (0, RESET, 23)),
+        ((5000, 65000, 10, 2.0), (60000, HELD, 23)),  # back at a preset: a spike, held
+        ((100, 600, 10, 2.0), (500, HELD, 23)),  # faster than the machine: held
+        ((5000, 3000, 10, 2.0), (3000, HELD, 23)),  # neither a wrap nor a reset to zero
+        ((5000, 3, 10, None), (3, RESET, None)),  # no rate: a resettable counter resets
+        ((100, 10**4, 10, None), (9900, OK, None)),  # no rate: no spike can be told
     ]
     for (old, new, dt, rate), want in cases:
-        c.raw, c.ts = old, 0.0
+        c.start(old, 0.0)
         assert c.classify(new, dt, rate) == want, (old, new)
     fixed = Counter("t", "total_count", 1 << 16, resettable=False)
-    fixed.raw, fixed.ts = 5000, 0.0
-    assert fixed.classify(3, 10, 2.0) == (3, SPIKE)
-    fixed.raw = 5000
-    assert fixed.classify(3, 10, None) == (65536 - 5000 + 3, WRAP)
+    fixed.start(5000, 0.0)
+    assert fixed.classify(3, 10, 2.0) == (3, HELD, 23)  # never reset, yet went back
+    assert fixed.classify(0, 10, 2.0) == (0, RESET, 23)  # to zero: claims nothing
+    assert fixed.classify(3, 10, None) == (65536 - 5000 + 3, WRAP, None)
+    unbounded = Counter("t", "total_count", None, resettable=False)
+    unbounded.start(5000, 0.0)
+    assert unbounded.classify(3, 10, None) == (3, HELD, None)
+
+
+def test_plausibility_is_judged_over_a_minute_so_parts_booked_in_steps_pass() -> None:
+    # A case packer adds 12 at once every 8 s; it makes 1.5 parts/s at most (tolerance in).
+    c = Counter("t", "total_count", 1 << 32, resettable=False)
+    c.start(0, 0.0)
+    value = 0
+    for step in range(1, 40):
+        delta, quality, _ = c.classify(value + 12, step * 8.0, 1.5)
+        assert (delta, quality) == (12, OK), step
+        value += 12
+        c.accept(value, step * 8.0, delta)
+    # 1,000 parts in the next 8 s is not a step: held, with what the window still allows.
+    assert c.classify(value + 1000, 40 * 8.0, 1.5)[1] == HELD
 
 
 def test_downtime_ids_are_unique_within_a_millisecond() -> None:
@@ -289,11 +310,11 @@ def test_a_plc_clock_far_ahead_counts_at_the_gateway_clock() -> None:
     eng = make()
     eng.feed(Tick(at(0)))
     drafts = eng.feed(Sample("m1", "good", 0, at(1)))
-    drafts += eng.feed(Sample("m1", "good", 5, at(3600 * 24 * 365)))  # a year ahead
+    drafts += eng.feed(Sample("m1", "good", 2, at(3600 * 24 * 365)))  # a year ahead
     drafts += eng.feed(Tick(at(10)))
     assert eng.stats["reading ahead of the clock"] == 1
     [count] = [d.data for d in drafts if isinstance(d.data, CountData)]
-    assert (count.end, count.total) == (at(10), 5)
+    assert (count.end, count.total) == (at(10), 2)
 
 
 def test_parts_counted_across_a_gap_are_spread_over_its_orders() -> None:
