@@ -29,6 +29,7 @@ from gateway.recorder import Recorder
 from gateway.samples import SampleLog
 from gateway.sources import run_clock, run_sources
 from gateway.systemd import Notifier
+from rules.inputs import GatewayMark
 
 log = get_logger("gateway.daemon")
 
@@ -91,6 +92,8 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
     )
     if await pipeline.restore():
         log.info("rules state restored: counting continues from the last committed values")
+    if sample_log is not None:
+        sample_log.add([GatewayMark("start", now_utc())])
     listener = OrderCommandListener(settings, pipeline)
     api = OrderApi(settings, pipeline) if settings.api.enabled else None
 

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from connectors.sample import Reading
 from gateway.backoff import Backoff
 from gateway.config import Settings
 from gateway.errors import OutboxFull
-from gateway.events import Draft
+from gateway.events import Draft, now_utc
 from gateway.logging import get_logger
 from gateway.orders.desk import ScheduleRejected
 from gateway.outbox import Outbox
 from gateway.samples import SampleLog
 from rules.engine import Engine
-from rules.inputs import CommandResult, OrderCommand, PlannedOrder, Tick
+from rules.inputs import CommandResult, GatewayMark, OrderCommand, PlannedOrder, Tick
 from rules.spec import machine_spec, plant_rules
 
 log = get_logger("gateway.pipeline")
@@ -47,13 +48,15 @@ class Rules(Protocol):
 
     def feed(self, item: Reading | Tick) -> list[Draft]: ...
 
+    def in_instant_order(self, items: Iterable[Reading | Tick]) -> Iterator[Reading | Tick]: ...
+
     def command(self, cmd: OrderCommand) -> tuple[CommandResult, list[Draft]]: ...
 
     def plan(self, orders: Sequence[PlannedOrder]) -> int: ...
 
     def orders(self) -> list[dict[str, Any]]: ...
 
-    def flush(self) -> list[Draft]: ...
+    def stop(self, ts: datetime) -> list[Draft]: ...
 
     def snapshot(self) -> dict[str, Any]: ...
 
@@ -194,7 +197,7 @@ class Pipeline:
                 if self.sample_log is not None:
                     self.sample_log.add(r for r in item.items if not isinstance(r, Tick))
                 if self.rules is not None:
-                    for reading in item.items:
+                    for reading in self.rules.in_instant_order(item.items):
                         drafts.extend(self._feed(reading))
                         if isinstance(reading, Tick):
                             tick = reading
@@ -256,9 +259,14 @@ class Pipeline:
 
     async def _save_state(self) -> None:
         # An orderly stop closes the open count intervals, so the store holds every part
-        # counted up to the stop; the next start counts on from those values.
+        # counted up to the stop, and marks every machine unknown (nobody watches it now);
+        # the next start counts on from the saved values. The sample log records the stop,
+        # so that replay knows the time away as unknown too.
         if self.rules is not None:
-            await self._commit(self.rules.flush(), stateful=True)
+            at = now_utc()
+            if self.sample_log is not None:
+                self.sample_log.add([GatewayMark("stop", at)])
+            await self._commit(self.rules.stop(at), stateful=True)
 
     async def _commit(self, batch: list[Draft], *, stateful: bool) -> None:
         if not batch and not stateful:

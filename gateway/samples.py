@@ -6,6 +6,10 @@ One file per UTC day (`samples-YYYYMMDD.jsonl`), one reading per line:
      "quality": "good"}
     {"ts": "…", "machine": "filler-1", "link": "down", "error": "connection refused"}
     {"ts": "…", "machine": "filler-1", "command": "start", "order_id": "WO-1", "origin": "http"}
+    {"ts": "…", "gateway": "stop"}      the gateway stopped (orderly); "start": it started
+
+Replay treats the time between a stop (or the last line before a start) and the next data
+as unknown, as the live rules did, and restarts its engine from its own state at a start.
 
 Samples are logged when their value or quality changes (report by exception), together with
 the last unchanged reading before the change: the rules react to changes and to the passing
@@ -25,9 +29,9 @@ from typing import Any, get_args
 
 from connectors.sample import Link, Quality, Reading, Sample
 from gateway.errors import GatewayError
-from rules.inputs import OrderCommand, OrderOrigin
+from rules.inputs import GatewayMark, OrderCommand, OrderOrigin
 
-Logged = Reading | OrderCommand
+Logged = Reading | OrderCommand | GatewayMark
 _QUALITIES = set(get_args(Quality))
 _ORIGINS = set(get_args(OrderOrigin))
 
@@ -52,6 +56,8 @@ def to_line(item: Logged) -> str:
         }
         if item.status is not None:
             record["status"] = item.status
+    elif isinstance(item, GatewayMark):
+        record = {"ts": _iso(item.ts), "gateway": item.kind}
     elif isinstance(item, Link):
         record = {"ts": _iso(item.ts), "machine": item.machine, "link": "up" if item.up else "down"}
         if item.error is not None:
@@ -88,6 +94,10 @@ def from_line(line: str) -> Logged:
     if not isinstance(record, dict):
         raise ValueError("a line must be a JSON object")
     ts = _timestamp(record.get("ts"))
+    if "gateway" in record:
+        if record["gateway"] not in ("start", "stop"):
+            raise ValueError("gateway must be 'start' or 'stop'")
+        return GatewayMark(kind=record["gateway"], ts=ts)
     machine = _text(record, "machine")
     if "link" in record:
         if record["link"] not in ("up", "down"):
@@ -170,6 +180,13 @@ class SampleLog:
                 held = self._held.pop(key, None)
                 if held is not None:
                     self._pending.append((_day(held.ts), to_line(held)))
+            elif isinstance(item, GatewayMark):
+                # The last unchanged readings before a stop are when each value was last
+                # seen (wraps are judged from there); after it every value is news again.
+                for held in self._held.values():
+                    self._pending.append((_day(held.ts), to_line(held)))
+                self._held.clear()
+                self._last.clear()
             elif isinstance(item, Link) and not item.up:
                 # After a gap, the first value of every tag is news again.
                 for key in [k for k in self._last if k[0] == item.machine]:

@@ -28,7 +28,15 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 Bucket = Literal[
-    "running", "idle", "down", "changeover", "planned_stop", "not_scheduled", "unknown"
+    "running",
+    "idle",
+    "starved",
+    "blocked",
+    "down",
+    "changeover",
+    "planned_stop",
+    "not_scheduled",
+    "unknown",
 ]
 Loss = Literal["availability", "performance", "planned"]
 
@@ -70,6 +78,11 @@ class RulesSection(_Section):
     micro_stop_loss: Literal["availability", "performance"] = Field(
         "performance", description="the OEE factor a micro-stop is charged to"
     )
+    starved_blocked_loss: Literal["availability", "performance"] = Field(
+        "performance",
+        description="the OEE factor a starved/blocked stop (caused up- or downstream) is "
+        "charged to; performance keeps it out of this machine's availability loss",
+    )
     min_state_s: float = Field(
         2.0, ge=0, le=600, description="debounce: a machine state must last this long"
     )
@@ -81,6 +94,13 @@ class RulesSection(_Section):
     )
     rate_tolerance: float = Field(
         1.5, ge=1, description="max plausible rate = rate_tolerance / ideal_cycle_time_s"
+    )
+    late_sample_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="the gateway's clock lets a machine's time pass only this far behind it, "
+        "so a sample up to this late is still dated by its own timestamp (live = replay)",
     )
     changeover: bool = Field(True, description="order end → changeover until next good part")
     changeover_reason: Code | None = Field(None, description="catalog code for changeovers")

@@ -17,12 +17,16 @@ from rules.reasons import Reason
 @dataclass(slots=True)
 class Downtime:
     id: str
-    kind: str  # down | changeover
+    kind: str  # down | changeover | starved | blocked
     start: float
     order: str | None
     shift: str | None
     reason: Reason | None
     suspended: float | None = None  # when the machine went out of sight (unknown)
+    # Published yet? A downtime is news once it has lasted min_state_s; shorter ones (a
+    # changeover between a stop and a start of orders, say) are never published.
+    announced: bool = True
+    unseen: bool = False  # partly out of sight (or first seen after it): never a micro-stop
 
     def to_json(self) -> dict[str, Any]:
         r = self.reason
@@ -33,6 +37,8 @@ class Downtime:
             "order": self.order,
             "shift": self.shift,
             "suspended": self.suspended,
+            "announced": self.announced,
+            "unseen": self.unseen,
             "reason": None
             if r is None
             else {
@@ -67,6 +73,8 @@ class Downtime:
             shift=data.get("shift"),
             reason=reason,
             suspended=None if suspended is None else float(suspended),
+            announced=bool(data.get("announced", True)),
+            unseen=bool(data.get("unseen", False)),
         )
 
 
@@ -76,13 +84,18 @@ def ms_stamp(t: float) -> str:
     return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z"
 
 
+def ms_of(t: float) -> int:
+    """t in whole milliseconds, cut as event timestamps are."""
+    stamp = utc(t)
+    return int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
+
+
 def downtime_id(machine: str, t: float, last: tuple[int, int]) -> tuple[str, tuple[int, int]]:
     """The id of a downtime starting at t, and the (ms, n) to remember for the next one.
 
     The millisecond is the one the event's `start` shows (cut, not rounded): id = its start.
     """
-    stamp = utc(t)
-    ms = int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
+    ms = ms_of(t)
     n = last[1] + 1 if ms == last[0] else 1
     text = f"{machine}-{ms_stamp(t)}"
     return (text if n == 1 else f"{text}-{n}"), (ms, n)

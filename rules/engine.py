@@ -7,9 +7,11 @@ needed to continue after a restart; commit it with the drafts it belongs to.
 
 from __future__ import annotations
 
+import json
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, cast
 
 from connectors.sample import Link, Sample
 from gateway.events import Draft
@@ -27,6 +29,7 @@ class Engine:
     """All machines of one gateway."""
 
     def __init__(self, machines: Sequence[MachineSpec], plant: PlantRules | None = None) -> None:
+        self.specs = list(machines)
         self.plant = plant if plant is not None else PlantRules()
         self._out: list[Draft] = []
         self.book = OrderBook([m.id for m in machines])
@@ -46,6 +49,7 @@ class Engine:
                 spec, self.plant, calendar, self.book, self._out, self.stats
             )
         self._all = list(self.machines.values())
+        self.late_s = self.plant.rules.late_sample_s
 
     @classmethod
     def from_settings(cls, settings: Any) -> Engine:
@@ -64,10 +68,15 @@ class Engine:
             else:
                 machine.sample(reading)  # type: ignore[arg-type]
         elif kind is Tick:
-            t = reading.ts.timestamp()
+            # The clock says how late it is, not what happened: a machine's time follows it at
+            # a distance, so samples still on their way are dated by their own timestamps.
+            clock = reading.ts.timestamp()
+            t = clock - self.late_s
             for machine in self._all:
-                machine.clock = t
-                if t >= machine.deadline:
+                machine.clock = clock
+                if not machine.started:
+                    machine.advance(clock)  # watched from now on: unknown until data comes
+                elif t >= machine.deadline:
                     machine.advance(t)
                 elif t > machine.now:
                     machine.now = t
@@ -86,10 +95,58 @@ class Engine:
         out.clear()
         return drafts
 
-    def feed_many(self, readings: Iterable[Input]) -> list[Draft]:
-        """Several inputs in order; all their drafts in one list."""
-        drafts: list[Draft] = []
+    def in_instant_order(self, readings: Iterable[Input]) -> Iterator[Input]:
+        """The readings in the order the rules take them: one machine's samples with one
+        timestamp are one reading of the PLC; its counters go first, its state tag last.
+
+        A part counted in the same scan as an order or state switch was made before the PLC
+        could show the switch, so it belongs to what was active before; and a state is
+        judged with the reason read beside it. The order in which a connector happens to
+        list the tags must not decide either.
+        """
+        held: list[Input] = []
+        state: Input | None = None
+        machine: Machine | None = None
+        ts: object = None
+        name: str | None = None
         for reading in readings:
+            if type(reading) is not Sample:
+                if held or state is not None:
+                    yield from held
+                    held.clear()
+                    if state is not None:
+                        yield state
+                        state = None
+                name = None
+                yield reading
+                continue
+            sample = cast(Sample, reading)
+            if sample.machine != name or sample.ts != ts:
+                if held or state is not None:
+                    yield from held
+                    held.clear()
+                    if state is not None:
+                        yield state
+                        state = None
+                name = sample.machine
+                ts = sample.ts
+                machine = self.machines.get(name)
+            if machine is None or sample.tag in machine.counters:
+                yield sample
+            elif sample.tag == machine.state_tag:
+                if state is not None:
+                    held.append(state)
+                state = sample
+            else:
+                held.append(sample)
+        yield from held
+        if state is not None:
+            yield state
+
+    def feed_many(self, readings: Iterable[Input]) -> list[Draft]:
+        """Several inputs, in instant order; all their drafts in one list."""
+        drafts: list[Draft] = []
+        for reading in self.in_instant_order(readings):
             made = self.feed(reading)
             if made:
                 drafts.extend(made)
@@ -103,6 +160,27 @@ class Engine:
         drafts = self._out[:]
         self._out.clear()
         return drafts
+
+    def stop(self, ts: datetime) -> list[Draft]:
+        """The gateway stops at ts: every machine's counts are closed and its state becomes
+        unknown ("gateway stopped"), so no retained state claims a watch that has ended."""
+        t = ts.timestamp()
+        for machine in self._all:
+            machine.stop(t)
+        drafts = self._out[:]
+        self._out.clear()
+        return drafts
+
+    def restart(self) -> None:
+        """Go on as a restarted gateway does: from this engine's own saved state (replay of
+        a sample log that records a gateway start)."""
+        saved = json.loads(json.dumps(self.snapshot()))
+        stats = self.stats
+        self.__init__(self.specs, self.plant)  # type: ignore[misc]
+        self.stats = stats
+        for machine in self._all:
+            machine.stats = stats
+        self.restore(saved)
 
     def command(self, cmd: OrderCommand) -> tuple[CommandResult, list[Draft]]:
         """Start or stop a work order; the reply, and the drafts (also those of time passing)."""

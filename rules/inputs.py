@@ -21,6 +21,15 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayMark:
+    """The gateway started or stopped at `ts` (in the sample log, so that replay knows the
+    time it was away as unknown, as the live rules did)."""
+
+    kind: Literal["start", "stop"]
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedOrder:
     """Master data of an order from the CSV schedule: filled in when the order starts."""
 

@@ -31,7 +31,7 @@ from gateway.events import (
 from rules.calendar import ALWAYS, Calendar, Segment, utc
 from rules.config import Bucket
 from rules.counters import ATTENTION, GAP, HELD, OK, QUALITIES, RESTART, Counter, as_count
-from rules.downtime import Downtime, downtime_id, ms_stamp
+from rules.downtime import Downtime, downtime_id, ms_of, ms_stamp
 from rules.orders import ActiveOrder, OrderBook, order_id
 from rules.reasons import Reason, Reasons
 from rules.spec import MachineSpec, PlantRules
@@ -42,7 +42,9 @@ INF = math.inf
 # time: a PLC with a wrong clock must not drag its machine into the future.
 MAX_AHEAD_S = 300.0
 _QUIET = ("unknown", "not_scheduled")  # an interval with no parts in these is not reported
-_DOWN = ("down", "changeover")
+# The buckets a downtime is kept for: own stops, setup, and stops caused up- or downstream.
+_DOWN = ("down", "changeover", "starved", "blocked")
+_EXTERNAL = ("starved", "blocked")
 
 StateTriple = tuple[Bucket, int | str | None, str | None]
 
@@ -86,6 +88,7 @@ class Machine:
             spec.micro_stop_s if spec.micro_stop_s is not None else rules.micro_stop_s
         )
         self.micro_loss = rules.micro_stop_loss
+        self.external_loss = rules.starved_blocked_loss
         self.down_after_cycles = rules.down_after_cycles
         self.down_after_default = rules.down_after_s
         self.ict = spec.ideal_cycle_time_s
@@ -170,6 +173,7 @@ class Machine:
         self.eb_since = -INF
         # downtime
         self.dt: Downtime | None = None
+        self.announce_t = INF  # when the open downtime has lasted min_state_s (unannounced)
         self.chain_start: float | None = None
         self.last_dt: tuple[int, int] = (0, 0)
         # orders
@@ -266,7 +270,9 @@ class Machine:
         self._settle()
 
     def _settle(self) -> None:
-        self.deadline = min(self.next_close, self.seg.end, self.cand_t, self.down_t)
+        self.deadline = min(
+            self.next_close, self.seg.end, self.cand_t, self.down_t, self.announce_t
+        )
         if self.deadline <= self.now:
             self.advance(self.now)
 
@@ -291,6 +297,9 @@ class Machine:
             if self.down_t < e:
                 e = self.down_t
                 kind = 3
+            if self.announce_t < e:
+                e = self.announce_t
+                kind = 4
             if e > t:
                 break
             if e > self.now:
@@ -301,11 +310,15 @@ class Machine:
                 self._calendar(e)
             elif kind == 2:
                 self._confirm(e)
-            else:
+            elif kind == 3:
                 self._down_timer(e)
+            else:
+                self._announce(e)
         if t > self.now:
             self.now = t
-        self.deadline = min(self.next_close, self.seg.end, self.cand_t, self.down_t)
+        self.deadline = min(
+            self.next_close, self.seg.end, self.cand_t, self.down_t, self.announce_t
+        )
 
     def _start(self, t: float) -> None:
         self.started = True
@@ -446,11 +459,12 @@ class Machine:
 
     def _set_state(self, t: float, state: StateTriple) -> None:
         bucket = state[0]
+        was = self.eb
         self._cut(t)
         self.eb = bucket
         self.eb_since = t
         self._emit_state(t, state)
-        self._downtime_follows(t, bucket)
+        self._downtime_follows(t, bucket, from_unknown=was == "unknown")
 
     # -- inferred stops ------------------------------------------------------------------------
 
@@ -866,20 +880,30 @@ class Machine:
 
     # -- downtime ------------------------------------------------------------------------------
 
-    def _downtime_follows(self, t: float, bucket: str) -> None:
-        """Open, continue, suspend or end the downtime as the published bucket changes."""
+    def _downtime_follows(self, t: float, bucket: str, from_unknown: bool = False) -> None:
+        """Open, continue, suspend or end the downtime as the published bucket changes.
+
+        A downtime partly out of sight (a link gap, the gateway away), or first seen when
+        the machine came back into sight, lasted longer than anyone saw: never a micro-stop.
+        """
         dt = self.dt
         if dt is not None:
             if dt.suspended is not None:
                 if bucket == "unknown":
                     return
-                if bucket == dt.kind or (bucket == "idle" and dt.kind == "down"):
+                if (
+                    bucket == dt.kind or (bucket == "idle" and dt.kind == "down")
+                ) and self._same_cause(dt):
                     dt.suspended = None
                     return
-                # It ended while out of sight; the last moment it was seen is its end.
-                self._end_downtime(dt.suspended, natural=bucket == "running")
+                # It ended while out of sight; the last moment it was seen is its end. How
+                # long it really lasted nobody saw: never a micro-stop.
+                self._end_downtime(dt.suspended, natural=False)
+                if bucket == "running":
+                    self.chain_start = None
             elif bucket == "unknown":
                 dt.suspended = t
+                dt.unseen = True
                 return
             elif bucket == dt.kind or (bucket == "idle" and dt.kind == "down"):
                 return
@@ -889,6 +913,16 @@ class Machine:
             self.chain_start = None
         elif bucket in _DOWN:
             self._start_downtime(t, bucket, None)
+            if from_unknown and self.dt is not None:
+                self.dt.unseen = True
+
+    def _same_cause(self, dt: Downtime) -> bool:
+        """Whether a downtime seen again after an outage is still the same stop: it is,
+        unless the PLC now names another reason than the one it had."""
+        if dt.reason is None or dt.reason.source != "plc":
+            return True
+        found = self._resolve(dt.kind == "changeover")
+        return found is None or found.source != "plc" or found.code == dt.reason.code
 
     def _start_downtime(self, t: float, kind: str, reason: Reason | None) -> None:
         if self.chain_start is None:
@@ -898,18 +932,42 @@ class Machine:
         ident, self.last_dt = downtime_id(self.id, t, self.last_dt)
         dt = Downtime(ident, kind, t, self.order_id, self.shift_id, reason)
         self.dt = dt
-        self._emit_downtime("downtime.started", t, dt)
+        if self.min_state > 0 and self.now < t + self.min_state:
+            dt.announced = False  # news once it has lasted min_state_s (see _announce)
+            self.announce_t = t + self.min_state
+        else:
+            self._emit_downtime("downtime.started", t, dt)
+
+    def _announce(self, e: float) -> None:
+        self.announce_t = INF
+        dt = self.dt
+        if dt is not None and not dt.announced:
+            dt.announced = True
+            self._emit_downtime("downtime.started", dt.start, dt)
 
     def _end_downtime(self, end: float, natural: bool) -> None:
         dt = self.dt
         assert dt is not None
         self.dt = None
         end = max(end, dt.start)
+        if not dt.announced:
+            self.announce_t = INF
+            if end - dt.start < self.min_state or end <= dt.start:
+                # Shorter than min_state_s: never a downtime. Its id is free again.
+                ms, n = self.last_dt
+                if ms == ms_of(dt.start) and n > 0:
+                    self.last_dt = (ms, n - 1)
+                if natural:
+                    self.chain_start = None
+                return
+            dt.announced = True
+            self._emit_downtime("downtime.started", dt.start, dt)
         micro = False
         if natural:
             began = self.chain_start if self.chain_start is not None else dt.start
-            # A changeover is setup however short: availability, never a micro-stop.
-            micro = dt.kind == "down" and end - began < self.micro_stop_s
+            # A changeover is setup however short: availability, never a micro-stop; nor is
+            # a stop caused up- or downstream.
+            micro = dt.kind == "down" and not dt.unseen and end - began < self.micro_stop_s
             self.chain_start = None
         self._emit_downtime("downtime.ended", end, dt, end=end, micro=micro)
 
@@ -932,7 +990,21 @@ class Machine:
             if current.code == found.code:
                 return
         dt.reason = found
-        self._emit_downtime("downtime.updated", t, dt)
+        if dt.announced:
+            self._emit_downtime("downtime.updated", t, dt)
+
+    def stop(self, t: float) -> None:
+        """The gateway stops (orderly) at t: from then on nobody watches this machine, so its
+        state is unknown ("gateway stopped"), its counts are closed there, and an open
+        downtime is suspended until the machine is seen again."""
+        if not self.started or self.restored:
+            return
+        if t > self.now:
+            self.advance(t)
+        if self.gap_end is not None:
+            self._emit_gap()
+        self.link_up = False
+        self._go_unknown(self.now, "gateway stopped", RESTART)
 
     def flush(self) -> None:
         """Report the open count interval (and parts counted across a gap) up to now."""
@@ -1008,6 +1080,9 @@ class Machine:
         self.co_g, self.co_r, self.co_t = (int(x) for x in data.get("co", (0, 0, 0)))
         saved_dt = data.get("downtime")
         self.dt = None if saved_dt is None else Downtime.from_json(saved_dt)
+        self.announce_t = INF
+        if self.dt is not None and not self.dt.announced:
+            self.announce_t = self.dt.start + self.min_state
         chain = data.get("chain_start")
         self.chain_start = None if chain is None else float(chain)
         ms, n = data.get("last_dt", (0, 0))
@@ -1068,12 +1143,18 @@ class Machine:
         loss = r.loss if r is not None else "availability"
         if micro and loss != "planned":
             loss = self.micro_loss
-        category = "changeover" if dt.kind == "changeover" else (r.category if r else None)
+        if dt.kind in _EXTERNAL and loss != "planned":
+            loss = self.external_loss
+        if dt.kind == "changeover" or dt.kind in _EXTERNAL:
+            category: str | None = dt.kind
+        else:
+            category = r.category if r else None
         data = DowntimeData.model_construct(
             downtime_id=dt.id,
             start=utc(dt.start),
             end=None if end is None else utc(end),
-            duration_s=None if end is None else round(end - dt.start, 3),
+            # From the stored (millisecond) start and end, so that it is their difference.
+            duration_s=None if end is None else (ms_of(end) - ms_of(dt.start)) / 1000,
             reason_code=None if r is None else r.code,
             reason_text=None if r is None else r.text,
             category=category,

@@ -11,17 +11,17 @@ counted is in the result.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.sample import Link, Sample
 from gateway.events import CountData, DowntimeData, Draft, StateData
 from rules.engine import Engine
-from rules.inputs import CommandResult, OrderCommand, PlannedOrder, Tick
+from rules.inputs import CommandResult, GatewayMark, OrderCommand, PlannedOrder, Tick
 
-Replayable = Sample | Link | Tick | OrderCommand
+Replayable = Sample | Link | Tick | OrderCommand | GatewayMark
 
 
 @dataclass
@@ -130,25 +130,60 @@ def replay(
             drafts.extend(engine.feed(Tick(datetime.fromtimestamp(next_tick, UTC))))
             next_tick += tick_s
 
-    for item in items:
+    stopped = False
+    for item in _instant_order(items, engine):
         ts = item.ts
         first = ts if first is None else first
         last = ts if last is None or ts > last else last
-        ticks_to(ts.timestamp())
+        if isinstance(item, GatewayMark) and item.kind == "start":
+            stopped = False  # no clock ran while the gateway was away
+            next_tick = None
+        if not stopped:
+            ticks_to(ts.timestamp())
         if isinstance(item, OrderCommand):
             result, made = engine.command(item)
             results.append(result)
             drafts.extend(made)
+        elif isinstance(item, GatewayMark):
+            # As the gateway did: a stop closes everything at its time; a start goes on from
+            # the saved state, and the time in between is unknown (restart).
+            if item.kind == "stop":
+                drafts.extend(engine.stop(ts))
+                stopped = True
+            else:
+                engine.restart()
         else:
             drafts.extend(engine.feed(item))
     if until is not None:
         ticks_to(until.timestamp())
+        # Nothing more will come: the machines' time reaches `until` itself (live, the clock
+        # runs `late_sample_s` ahead of them).
+        drafts.extend(engine.feed(Tick(until + timedelta(seconds=engine.late_s))))
         last = until if last is None or until > last else last
     if flush:  # parts counted in the last, still open interval belong in the result too
         drafts.extend(engine.flush())
     summary = summarize(drafts, first, last)
     summary.refused = [r for r in results if not r.ok]
     return ReplayResult(drafts, results, summary)
+
+
+def _instant_order(items: Iterable[Replayable], engine: Engine) -> Iterator[Replayable]:
+    """Commands and gateway marks pass through; readings go in the engine's instant order
+    (as live)."""
+    run: list[Sample | Link | Tick] = []
+    for item in items:
+        if isinstance(item, OrderCommand | GatewayMark):
+            if run:
+                yield from engine.in_instant_order(run)
+                run.clear()
+            yield item
+        else:
+            run.append(item)
+            if len(run) >= 1024 and type(item) is not Sample:
+                yield from engine.in_instant_order(run)
+                run.clear()
+    if run:
+        yield from engine.in_instant_order(run)
 
 
 def summarize(drafts: Sequence[Draft], start: datetime | None, end: datetime | None) -> Summary:

@@ -10,8 +10,9 @@ Presets:
   3 Processing), keyed `"state:mode"`; the mode comes from the machine's `mode_tag`.
 
 PackML states also match by name (`Execute`, case-insensitive), as OPC UA servers often give
-the state as text. The PackML mapping: Execute runs; Suspended (starved/blocked from outside)
-and the ready or transitional states around a start are idle; Held (a condition inside this
+the state as text. The PackML mapping: Execute runs; Suspended (held up from outside: no
+material upstream, or no room downstream) is starved (a custom table can say blocked);
+the ready or transitional states around a start are idle; Held (a condition inside this
 machine), Stopped and the abort path are down; Undefined is unknown.
 """
 
@@ -28,7 +29,7 @@ _PACKML_BUCKETS: dict[str, Bucket] = {
     "stopped": "down",
     "starting": "idle",
     "idle": "idle",
-    "suspended": "idle",
+    "suspended": "starved",
     "execute": "running",
     "stopping": "down",
     "aborting": "down",

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connectors.sample import Link, Sample
-from gateway.events import CountData, DowntimeData, Draft, OrderData
-from rules.config import ReasonConfig, RulesSection
+from gateway.events import CountData, DowntimeData, Draft, OrderData, StateData
+from rules.config import ReasonConfig, RulesSection, StateTableConfig
 from rules.counters import HELD, OK, RESET, WRAP, Counter
 from rules.downtime import downtime_id
 from rules.engine import Engine
@@ -18,7 +18,9 @@ from rules.orders import PlanRejected
 from rules.spec import MachineSpec, PlantRules, TagSpec
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-RULES = RulesSection(count_interval_s=10, min_state_s=0)
+# Ticks move machine time to the tick itself here (late_sample_s = 0), except where a test
+# sets otherwise.
+RULES = RulesSection(count_interval_s=10, min_state_s=0, late_sample_s=0)
 
 
 def at(s: float) -> datetime:
@@ -181,6 +183,35 @@ def test_a_late_sample_counts_at_the_machine_time() -> None:
     drafts += eng.feed(Tick(at(20)))
     [count] = [d.data for d in drafts if isinstance(d.data, CountData)]
     assert (count.start, count.end, count.total) == (at(10), at(20), 4)
+
+
+def test_a_sample_late_by_less_than_late_sample_s_is_dated_by_its_own_timestamp() -> None:
+    # Live, the 1 s tick can overtake a sample still on its way (a loaded box, a slow
+    # response); replay has no such race. Both must date the stop at the sample itself.
+    spec = MachineSpec(
+        "m1",
+        "a",
+        "l",
+        {"good": TagSpec("good_count", 1 << 32), "state": TagSpec("state")},
+        ideal_cycle_time_s=1.0,
+        down_after_s=30,
+        state_table="plain",
+    )
+    table = StateTableConfig(codes={"1": "running", "2": "down"})
+    plant = PlantRules(
+        rules=RULES.model_copy(update={"late_sample_s": 2.0}), state_tables={"plain": table}
+    )
+    live = Engine([spec], plant)
+    live.feed(Sample("m1", "state", 1, at(0)))
+    live.feed(Tick(at(10)))
+    live.feed(Tick(at(11)))  # the clock is at 11 ...
+    drafts = live.feed(Sample("m1", "state", 2, at(9.676)))  # ... the PLC stopped at 9.676
+    drafts += live.feed(Tick(at(20)))
+    [state] = [d.data for d in drafts if isinstance(d.data, StateData)]
+    assert state.since == at(9.676)
+    [started] = of(drafts, "downtime.started")
+    assert isinstance(started.data, DowntimeData)
+    assert started.data.downtime_id == "m1-20260302T080009676Z"
 
 
 def test_unreadable_and_impossible_values_flag_the_next_delta() -> None:

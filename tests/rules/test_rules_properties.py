@@ -27,7 +27,7 @@ from rules.spec import MachineSpec, PlantRules, TagSpec
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 RATE = 5.0  # parts/s at most
-RULES = RulesSection(count_interval_s=10, min_state_s=0, micro_stop_s=0)
+RULES = RulesSection(count_interval_s=10, min_state_s=0, micro_stop_s=0, late_sample_s=0)
 
 
 def engine(modulus: int, *, resettable: bool = True, two: bool = False) -> Engine:
@@ -104,10 +104,13 @@ def order_scripts(draw: st.DrawFn, links: bool = False) -> list[tuple[float, str
     if links:
         kinds += ["down", "up"]
     for _ in range(draw(st.integers(1, 80))):
-        t += round(draw(st.floats(0.1, 20.0, allow_nan=False)), 3)
+        step = round(draw(st.floats(0.1, 20.0, allow_nan=False)), 3)
+        t += step
         kind = draw(st.sampled_from(kinds))
         if kind == "parts":
-            payload: object = (draw(st.integers(0, 5)), draw(st.integers(0, 2)))
+            # No faster than the machine can make them: a faster jump is held, not counted.
+            most = min(5, int(RATE * step))
+            payload: object = (draw(st.integers(0, most)), draw(st.integers(0, min(2, most))))
         elif kind == "start":
             payload = draw(st.sampled_from(["A", "B", "C"]))
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,10 @@ class TallyRules:
     def orders(self) -> list[dict[str, Any]]:
         return [{"order_id": o, "status": "planned", "machine": None} for o in self.planned]
 
-    def flush(self) -> list[Draft]:
+    def in_instant_order(self, items: Iterable[Reading | Tick]) -> Iterator[Reading | Tick]:
+        return iter(items)
+
+    def stop(self, ts: datetime) -> list[Draft]:
         return [draft(1000 + self.tally)]  # stands for the open interval closed at stop
 
     def snapshot(self) -> dict[str, Any]:
