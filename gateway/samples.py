@@ -168,6 +168,11 @@ class SampleLog:
         self.written = 0
 
     def add(self, items: Iterable[Logged]) -> None:
+        """Log one batch of readings (as a connector delivered it). The last unchanged
+        readings of the tags that change go before the whole batch, so that the samples of
+        one reading stay together (the rules take a reading as one instant)."""
+        before: list[tuple[str, str]] = []
+        lines: list[tuple[str, str]] = []
         for item in items:
             if isinstance(item, Sample):
                 key = (item.machine, item.tag)
@@ -179,12 +184,12 @@ class SampleLog:
                 self._last[key] = seen
                 held = self._held.pop(key, None)
                 if held is not None:
-                    self._pending.append((_day(held.ts), to_line(held)))
+                    before.append((_day(held.ts), to_line(held)))
             elif isinstance(item, GatewayMark):
                 # The last unchanged readings before a stop are when each value was last
                 # seen (wraps are judged from there); after it every value is news again.
                 for held in self._held.values():
-                    self._pending.append((_day(held.ts), to_line(held)))
+                    before.append((_day(held.ts), to_line(held)))
                 self._held.clear()
                 self._last.clear()
             elif isinstance(item, Link) and not item.up:
@@ -193,8 +198,10 @@ class SampleLog:
                     del self._last[key]
                     held = self._held.pop(key, None)
                     if held is not None:
-                        self._pending.append((_day(held.ts), to_line(held)))
-            self._pending.append((_day(item.ts), to_line(item)))
+                        before.append((_day(held.ts), to_line(held)))
+            lines.append((_day(item.ts), to_line(item)))
+        self._pending.extend(before)
+        self._pending.extend(lines)
 
     def flush(self) -> int:
         """Write pending lines (blocking: call from a worker thread); returns lines written."""
