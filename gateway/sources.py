@@ -60,10 +60,15 @@ async def run_clock(
     clock: Callable[[], float] = time.time,
     also: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
-    """A tick on whole multiples of `every_s`: the rules' only notion of time passing."""
+    """A tick on whole multiples of `every_s`: the rules' only notion of time passing.
+
+    Each tick carries the instant it was due, not when a busy loop got round to it, so live
+    ticks are the ones replay rebuilds from the samples' timestamps.
+    """
     while True:
         now = clock()
-        await asyncio.sleep(every_s - now % every_s)
-        await emit([Tick(datetime.fromtimestamp(clock(), UTC))])
+        due = now - now % every_s + every_s
+        await asyncio.sleep(due - now)
+        await emit([Tick(datetime.fromtimestamp(due, UTC))])
         if also is not None:
             await also()

@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         help="write what happened (JSON) when the scenario is done and at exit",
     )
+    p.add_argument(
+        "--hold",
+        action="store_true",
+        help="serve the line but make nothing until SIGUSR1 (so a gateway can take its "
+        "baselines first); SIGUSR2 stops production and writes the truth file",
+    )
     p.set_defaults(func=cmd_simulate)
 
 
@@ -56,7 +62,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 0
     configure("info")
     try:
-        asyncio.run(simulate(config, scenario, args.truth))
+        asyncio.run(simulate(config, scenario, args.truth, hold=args.hold))
     except OSError as err:
         raise GatewayError(f"cannot serve the simulated line: {err}") from err
     return 0
@@ -74,20 +80,50 @@ async def _work(line: SimulatedLine, scenario: Scenario | None, truth: Path | No
     get_logger("connectors.simulator").info("scenario done", truth=str(truth) if truth else None)
 
 
-async def simulate(config: SimConfig, scenario: Scenario | None, truth: Path | None) -> None:
-    """Serve the line until SIGTERM or SIGINT; write the truth file on the way out."""
+async def simulate(
+    config: SimConfig, scenario: Scenario | None, truth: Path | None, *, hold: bool = False
+) -> None:
+    """Serve the line until SIGTERM or SIGINT; write the truth file on the way out.
+
+    With `hold`, production starts at SIGUSR1. SIGUSR2 stops production (the servers keep
+    answering with the final values) and writes the truth file: what a gateway reads from
+    then on is exactly what the truth says was made.
+    """
     from connectors.simulator.line import SimulatedLine
 
     stop = asyncio.Event()
+    go = asyncio.Event()
+    halt = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, go.set)
+    loop.add_signal_handler(signal.SIGUSR2, halt.set)
+    if not hold:
+        go.set()
     line = SimulatedLine(config)
     try:
         async with line, asyncio.TaskGroup() as group:
-            work = group.create_task(_work(line, scenario, truth), name="sim-work")
-            await stop.wait()
+
+            async def produce() -> None:
+                await go.wait()
+                await _work(line, scenario, truth)
+
+            work = group.create_task(produce(), name="sim-work")
+            halted = group.create_task(halt.wait(), name="sim-halt")
+            stopped = group.create_task(stop.wait(), name="sim-stop")
+            await asyncio.wait((halted, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if halt.is_set() and not stop.is_set():
+                work.cancel()
+                await line.halt()
+                if truth is not None:
+                    line.truth.write(truth)
+                await stop.wait()
             work.cancel()
+            halted.cancel()
+            stopped.cancel()
     finally:
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            loop.remove_signal_handler(sig)
         if truth is not None:
             line.truth.write(truth)

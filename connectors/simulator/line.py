@@ -147,6 +147,11 @@ class SimulatedLine:
                 free_run(self.machines[machine_id]), name=f"sim-free-{machine_id}"
             )
 
+    async def halt(self) -> None:
+        """Stop making parts on every free-running machine; the servers go on answering."""
+        for machine_id in list(self._free):
+            await self._stop_free(machine_id)
+
     async def _stop_free(self, machine_id: str) -> None:
         task = self._free.pop(machine_id, None)
         if task is not None:

@@ -4,7 +4,9 @@ A scripted scenario runs on a simulated line (one machine over OPC UA, one over 
 real servers); `mesgw run` (a real process) reads it, applies the rules, publishes, and
 records into PostgreSQL. The database must hold exactly the simulator's parts per machine
 and order, every stop as a downtime with the PLC's reason and durations within 1 s, and a
-maintenance subscriber (`mosquitto_sub`) must see each downtime start and end.
+maintenance subscriber (`mosquitto_sub`) must see each downtime start and end. A busy
+process loads the box meanwhile, and the sample log the gateway recorded must replay to the
+very events it stored, ids and timestamps included.
 """
 
 from __future__ import annotations
@@ -183,6 +185,9 @@ async def test_scripted_line_lands_in_the_database_exactly(
             text=True,
         )
         env = {**os.environ, "MESGW_LOGGING__FORMAT": "json"}
+        # A loaded box: the ticks overtake samples still on their way, which must not change
+        # how events are dated (live = replay).
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         log_path = tmp_path / "gateway.log"
         with log_path.open("w") as log_file:
             daemon = subprocess.Popen(
@@ -240,29 +245,55 @@ async def test_scripted_line_lands_in_the_database_exactly(
             await wait_for(downtimes_closed, 20, "the downtimes to end")
             rows = await db.fetch(
                 "select downtime_id, machine, start_ts, end_ts, duration_s, reason_code,"
-                " reason_text from downtimes order by machine, start_ts"
+                " reason_text, category, loss from downtimes order by machine, start_ts"
             )
         finally:
-            await db.close()
+            burner.kill()
+            burner.wait()
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(30) == 0, log_path.read_text()[-3000:]
+            stored = await db.fetch(
+                "select type, ts, machine, order_id, shift_id, data::text as data from events"
+            )
+            await db.close()
             await asyncio.sleep(0.5)
             maintenance.terminate()
             published, _ = maintenance.communicate(timeout=10)
+            # After an orderly stop nobody watches the machines: their retained state says so.
+            retained = subprocess.run(
+                ["mosquitto_sub", "-p", str(broker.port), "-t", f"{prefix}/+/+/+/+/state"]
+                + ["--retained-only", "-C", "2", "-W", "5"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+
+    states = [json.loads(line)["data"] for line in retained.stdout.splitlines()]
+    assert [(d["bucket"], d["reason"]) for d in states] == [("unknown", "gateway stopped")] * 2
 
     by_machine: dict[str, list[asyncpg.Record]] = {}
     for row in rows:
         by_machine.setdefault(row["machine"], []).append(row)
     filler, labeler = by_machine["filler-1"], by_machine["labeler-1"]
-    assert len(filler) == 2 and len(labeler) == 1, rows
-    for row, stop in ((filler[0], faults["filler-1"][0]), (labeler[0], faults["labeler-1"][0])):
+    assert len(filler) == 2 and len(labeler) == 2, rows
+    # The labeler starved (PackML Suspended, reason 201): a stop of its own, charged to
+    # performance (not the labeler's availability), then its fault.
+    starved, labeler_fault = labeler
+    suspended = next(i for i in truth.machines["labeler-1"].intervals if i.reason == 201)
+    assert (starved["category"], starved["loss"], starved["reason_code"]) == (
+        "starved",
+        "performance",
+        "201",
+    )
+    assert abs((starved["start_ts"] - suspended.start).total_seconds()) < 1.0, starved
+    for row, stop in ((filler[0], faults["filler-1"][0]), (labeler_fault, faults["labeler-1"][0])):
         assert stop.end is not None and stop.duration_s is not None
         assert abs((row["start_ts"] - stop.start).total_seconds()) < 1.0, (row, stop)
         assert abs((row["end_ts"] - stop.end).total_seconds()) < 1.0, (row, stop)
         assert abs(row["duration_s"] - stop.duration_s) < 1.0, (row, stop)
         assert row["reason_code"] == str(stop.reason)
     assert filler[0]["reason_text"] == "bottle jam"
-    assert labeler[0]["reason_text"] == "label web break"
+    assert labeler_fault["reason_text"] == "label web break"
     changeover = filler[1]
     # From the order change (after the fault and 60 parts at 0.05 s) through the scripted
     # 1.5 s pause to the first part of WO-2.
@@ -283,9 +314,11 @@ async def test_scripted_line_lands_in_the_database_exactly(
     for kinds in seen.values():
         assert {"downtime.started", "downtime.ended"} <= kinds
 
-    # The raw-sample log replays to the same totals without touching the store.
+    # The raw-sample log replays to the same totals without touching the store, and to the
+    # same events: every one the recorder stored before the stop, ids included.
     logs = sorted((tmp_path / "samples").glob("samples-*.jsonl"))
     assert logs
+    events_path = tmp_path / "replayed.jsonl"
     replayed = subprocess.run(
         [
             sys.executable,
@@ -296,6 +329,8 @@ async def test_scripted_line_lands_in_the_database_exactly(
             "--config",
             str(path),
             "--json",
+            "--events",
+            str(events_path),
         ],
         capture_output=True,
         text=True,
@@ -309,3 +344,30 @@ async def test_scripted_line_lands_in_the_database_exactly(
         if p["total"]
     }
     assert parts == expected
+    stop = min(
+        json.loads(line)["ts"]
+        for log in logs
+        for line in log.read_text().splitlines()
+        if '"gateway":"stop"' in line
+    )
+
+    def key(kind: str, ts: str, machine: str, order: Any, shift: Any, data: Any) -> str:
+        return json.dumps([kind, ts, machine, order, shift, data], sort_keys=True)
+
+    live = sorted(
+        key(
+            r["type"],
+            r["ts"].isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            r["machine"],
+            r["order_id"],
+            r["shift_id"],
+            json.loads(r["data"]),
+        )
+        for r in stored
+    )
+    again = sorted(
+        key(e["type"], e["ts"], e["machine"], e["order"], e["shift"], e["data"])
+        for e in map(json.loads, events_path.read_text().splitlines())
+    )
+    before_stop = [k for k in again if json.loads(k)[1] < stop]
+    assert [k for k in live if json.loads(k)[1] < stop] == before_stop
