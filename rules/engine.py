@@ -11,7 +11,7 @@ import json
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from connectors.sample import Link, Sample
 from gateway.events import Draft
@@ -120,7 +120,7 @@ class Engine:
                 name = None
                 yield reading
                 continue
-            sample = cast(Sample, reading)
+            sample = reading
             if sample.machine != name or sample.ts != ts:
                 if held or state is not None:
                     yield from held

@@ -17,8 +17,7 @@ from pathlib import Path
 import asyncpg
 
 
-async def compare(truth_path: Path, dsn: str) -> int:
-    truth = json.loads(truth_path.read_text())
+async def compare(truth: dict, dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
@@ -57,4 +56,4 @@ async def compare(truth_path: Path, dsn: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(compare(Path(sys.argv[1]), sys.argv[2])))
+    sys.exit(asyncio.run(compare(json.loads(Path(sys.argv[1]).read_text()), sys.argv[2])))

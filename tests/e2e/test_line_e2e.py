@@ -261,8 +261,10 @@ async def test_scripted_line_lands_in_the_database_exactly(
             published, _ = maintenance.communicate(timeout=10)
             # After an orderly stop nobody watches the machines: their retained state says so.
             retained = subprocess.run(
-                ["mosquitto_sub", "-p", str(broker.port), "-t", f"{prefix}/+/+/+/+/state"]
-                + ["--retained-only", "-C", "2", "-W", "5"],
+                [
+                    *("mosquitto_sub", "-p", str(broker.port), "-t", f"{prefix}/+/+/+/+/state"),
+                    *("--retained-only", "-C", "2", "-W", "5"),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=10,
