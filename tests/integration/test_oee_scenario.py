@@ -844,3 +844,58 @@ async def test_the_report_refuses_bad_windows_and_unmigrated_stores(
         await report("--by", "shift", "--from", "yesterday", "--config", cfg)
     assert info.value.code == 2
     assert "not an ISO-8601 time" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("loss", "run_s", "downtime_s"), [("performance", 1200, 300), ("availability", 900, 300)]
+)
+async def test_a_starved_stop_is_charged_as_the_rules_recorded_it(
+    pg_dsn: str, loss: str, run_s: int, downtime_s: int
+) -> None:
+    # 20 minutes of a PackTags filler: 10 running, 5 Suspended (starved, no bottles), 5
+    # running. The rules record the stop's loss from rules.starved_blocked_loss; OEE keeps
+    # it out of availability (performance, the default) or charges it there.
+    from connectors.sample import Sample
+    from rules.config import RulesSection
+    from rules.engine import Engine
+    from rules.inputs import Tick
+    from rules.spec import MachineSpec, PlantRules, TagSpec
+
+    spec = MachineSpec(
+        "m1",
+        "a1",
+        "l1",
+        {"good": TagSpec("good_count", 1 << 32), "state": TagSpec("state")},
+        ideal_cycle_time_s=1.0,
+        down_after_s=600,
+        state_table="packml-packtags",
+    )
+    rules = RulesSection(count_interval_s=60, starved_blocked_loss=loss)  # type: ignore[arg-type]
+    engine = Engine([spec], PlantRules(rules=rules))
+    drafts = []
+    start = at(8)
+    good = 0
+    for s in range(0, 1201, 1):
+        state = 5 if 600 <= s < 900 else 6
+        if state == 6 and s:
+            good += 1
+        drafts += engine.feed(Sample("m1", "good", good, start + timedelta(seconds=s)))
+        drafts += engine.feed(Sample("m1", "state", state, start + timedelta(seconds=s)))
+        drafts += engine.feed(Tick(start + timedelta(seconds=s)))
+    drafts += engine.stop(start + timedelta(seconds=1200))
+    plant = Plant()
+    events = [
+        plant.emit(d.type, d.ts, d.data, machine=d.machine, order=d.order, shift=d.shift)
+        for d in drafts
+    ]
+    await migrate(store(pg_dsn))
+    conn = await connect(store(pg_dsn))
+    try:
+        await write_batch(conn, [received(e) for e in events], [])
+        [downtime] = await conn.fetch("SELECT category, loss, micro_stop FROM downtimes")
+        [row] = await conn.fetch("SELECT * FROM oee_by_shift()")
+    finally:
+        await conn.close()
+    assert tuple(downtime) == ("starved", loss, False)
+    assert (row["downtime_s"], row["run_s"]) == (downtime_s, run_s)
+    assert row["availability"] == Decimal(run_s) / 1200
