@@ -149,7 +149,7 @@ async def _variance_reasons(
         " ORDER BY order_id, site, area, line, machine, revision_id DESC",
         orders,
     )
-    out = {
+    out: dict[tuple[str, ...], str] = {
         (r["order_id"], r["site"], r["area"], r["line"], r["machine"]): r["reason"] for r in rows
     }
     acks = await conn.fetch(
@@ -236,7 +236,9 @@ async def export_confirmations(
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('mesgw-export', 0))")
         ops = await _operations(conn, sel)
         problems: list[str] = []
-        keys = [(r["order_id"], r["site"], r["area"], r["line"], r["machine"]) for r in ops]
+        keys: list[tuple[str, ...]] = [
+            (r["order_id"], r["site"], r["area"], r["line"], r["machine"]) for r in ops
+        ]
         columns = [list(c) for c in zip(*keys, strict=True)] if keys else [[]] * 5
         ledger = await conn.fetch(
             "SELECT * FROM export_lines"
@@ -247,8 +249,14 @@ async def export_confirmations(
         )
         posted: dict[tuple[str, ...], list[asyncpg.Record]] = {}
         for row in ledger:
-            k = (row["order_id"], row["site"], row["area"], row["line"], row["machine"])
-            posted.setdefault(k, []).append(row)
+            pk: tuple[str, ...] = (
+                row["order_id"],
+                row["site"],
+                row["area"],
+                row["line"],
+                row["machine"],
+            )
+            posted.setdefault(pk, []).append(row)
         times = await _times(conn, ops)
         reasons = await _variance_reasons(conn, sorted({r["order_id"] for r in ops}))
 
@@ -308,14 +316,14 @@ async def export_confirmations(
             len(new),
             result.sha256,
         )
-        for k, line in new:
+        for key, line in new:
             await conn.execute(
                 "INSERT INTO export_lines (run_id, order_id, site, area, line, machine, counter,"
                 " kind, posting_date, final, yield, scrap, rework, setup_s, run_s, down_s,"
                 " line_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
                 " $14, $15, $16, $17::jsonb)",
                 run_id,
-                *k,
+                *key,
                 line["counter"],
                 line["record_type"],
                 posting,
