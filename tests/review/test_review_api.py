@@ -207,7 +207,7 @@ async def test_export_check_then_record_through_the_api(api: Api) -> None:
     )
     assert status == 200 and content.startswith(b"record_type;")
     assert await api.db.fetchval("SELECT count(*) FROM export_runs") == 0
-    status, err = await api.call("POST", "/export/confirmations", user="eve", json={"order": "o-2"})
+    status, _ = await api.call("POST", "/export/confirmations", user="eve", json={"order": "o-2"})
     assert status == 403
     status, first = await api.call(
         "POST", "/export/confirmations", json={"order": "o-2", "format": "json"}
