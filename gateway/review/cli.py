@@ -115,7 +115,10 @@ def _entry_line(e: dict[str, Any]) -> str:
             f" ({size:+g}, tolerance {d['tolerance_pct']:g} %)"
         )
     elif kind == "mismatch":
-        what = f"total {d['total']} != good {d['good']} + reject {d['reject']}"
+        what = (
+            f"total {d['total']} != good {d['good']} + reject {d['reject']}"
+            f" in {d['records']} count records"
+        )
     elif kind == "no_order":
         what = f"{_hms(size)} with no order"
     else:

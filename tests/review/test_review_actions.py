@@ -574,3 +574,27 @@ async def test_queue_entries_disappear_when_resolved(db: asyncpg.Connection) -> 
     assert "link_down:s1:a1:l1:m2:cal-20250304-early" in await kinds()
     late = WINDOW[1] + timedelta(days=1)
     assert await review_queue(db, cfg, start=WINDOW[1], end=late) == []
+
+
+async def test_a_total_that_is_not_good_plus_reject_is_queued(db: asyncpg.Connection) -> None:
+    # Only a machine with all three counters can show it; the rules never make such a record.
+    await db.execute(
+        "INSERT INTO counts (event_id, site, area, line, machine, order_id, shift_id,"
+        " interval_start, interval_end, good, reject, total)"
+        " VALUES (gen_random_uuid(), 's1', 'a1', 'l1', 'm2', 'o-1', $1, $2, $3, 10, 1, 14)",
+        SHIFT,
+        at(9, 50),
+        at(9, 51),
+    )
+    entries = await review_queue(db, ReviewSection(), start=WINDOW[0], end=WINDOW[1])
+    (entry,) = [e for e in entries if e["kind"] == "mismatch"]
+    assert (entry["key"], entry["size"], entry["detail"]["records"]) == (
+        "mismatch:s1:a1:l1:m2:cal-20250304-early",
+        3.0,
+        1,
+    )
+    await actions.acknowledge(
+        db, CLERK, entry=entry["key"], fingerprint=entry["fingerprint"], reason="total sensor"
+    )
+    entries = await review_queue(db, ReviewSection(), start=WINDOW[0], end=WINDOW[1])
+    assert [e for e in entries if e["kind"] == "mismatch"] == []
