@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -202,6 +203,16 @@ async def test_a_windowed_report_places_corrections_at_their_target(
     )
     # o-2 starts at 10:00 on m1: its correction (+28) counts in that hour.
     assert [(r["hour"], r["good"]) for r in rows] == [(at(9), 245), (at(10), 146), (at(11), 118)]
+    # The corrected parts were made at the operation's ideal cycle time (10 s, from its count
+    # records: the order itself names none), so performance stays known.
+    row = await db.fetchrow(
+        "SELECT produced, ideal_s, performance FROM oee_by_order()"
+        " WHERE machine = 'm1' AND order_id = 'o-2'"
+    )
+    assert (row["produced"], row["ideal_s"]) == (508, 5080)
+    assert row["performance"] is not None and round(row["performance"], 4) == round(
+        Decimal(5080) / Decimal(14400), 4
+    )
 
 
 # --- validation -------------------------------------------------------------------------------
