@@ -52,6 +52,7 @@ TABLES = {
     "oee_settings",
     "planned_orders",
     "held_counts",
+    "web_sessions",
 }
 PLAIN_FILES = [m.file for m in load_migrations("plain")]
 # Migrations after 0007 are checked by their own tests; here they only have to follow in order.
