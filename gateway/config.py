@@ -207,6 +207,37 @@ class OrdersSection(Section):
     )
 
 
+class ReviewExportSection(Section):
+    """`[review.export]`: the shape of the ERP confirmation file."""
+
+    delimiter: Literal[",", ";", "\t", "|"] = Field(";", description="CSV field separator")
+    decimal_comma: bool = Field(False, description="1234,5 instead of 1234.5 in CSV")
+    unit: str = Field("PCE", min_length=1, max_length=8, description="unit of measure of parts")
+    work_centres: dict[Ident, str] = Field(
+        default_factory=dict, description="machine id → ERP work centre (default: the line)"
+    )
+    operations: dict[Ident, str] = Field(
+        default_factory=dict, description="machine id → ERP operation number (default: id)"
+    )
+
+
+class ReviewSection(Section):
+    """`mesgw review`: the clerk's service beside the database (API under /api/v1/)."""
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8090, ge=0, le=65535, description="0 = any free port")
+    quantity_tolerance_pct: float = Field(
+        2.0, ge=0, description="orders whose good + scrap is further off their quantity are queued"
+    )
+    micro_stop_s: float = Field(120.0, gt=0, description="longer open stops without reason queue")
+    no_order_min_s: float = Field(60.0, ge=0, description="less time with no order is not queued")
+    queue_days: float = Field(7.0, gt=0, description="default queue window: the last N days")
+    token_cache_s: float = Field(
+        60.0, ge=0, description="a verified API token is trusted this long"
+    )
+    export: ReviewExportSection = ReviewExportSection()
+
+
 class SamplesSection(Section):
     """The raw-sample log (`gateway.samples`), the input of `mesgw replay`."""
 
@@ -567,6 +598,7 @@ class Settings(BaseSettings):
     api: ApiSection = ApiSection()
     orders: OrdersSection = OrdersSection()
     samples: SamplesSection = SamplesSection()
+    review: ReviewSection = ReviewSection()
     rules: RulesSection = RulesSection()
     shifts: dict[Ident, ShiftCalendar] = Field(default_factory=dict)
     reasons: list[ReasonConfig] = Field(default_factory=list)
