@@ -85,8 +85,15 @@ class WebAuth:
         self.sessions = Sessions(
             pool, idle_s=settings.session_idle_s, lifetime_s=settings.session_lifetime_s
         )
+        # Per user name, and per address with four times the attempts: people behind one
+        # terminal or NAT mistype too, but one address guessing many names is held up.
         self.throttle = LoginThrottle(
             free_attempts=settings.login_free_attempts,
+            first_lock_s=settings.login_first_lock_s,
+            max_lock_s=settings.login_max_lock_s,
+        )
+        self.address_throttle = LoginThrottle(
+            free_attempts=settings.login_free_attempts * 4,
             first_lock_s=settings.login_first_lock_s,
             max_lock_s=settings.login_max_lock_s,
         )

@@ -71,8 +71,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     name = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     remote = request.remote or "?"
-    keys = (f"user:{name}", f"ip:{remote}")
-    wait = auth.throttle.wait_s(*keys)
+    wait = max(auth.throttle.wait_s(name), auth.address_throttle.wait_s(remote))
     if wait > 0:
         log.warning("login throttled", user=name, remote=remote, wait_s=round(wait))
         return _page(
@@ -83,10 +82,11 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
     role = await auth.verify_password(name, password) if name and password else None
     if role is None:
-        auth.throttle.failed(*keys)
+        auth.throttle.failed(name)
+        auth.address_throttle.failed(remote)
         log.warning("login failed", user=name, remote=remote)
         return _page(request, error="Wrong user name or password.", username=name, status=401)
-    auth.throttle.succeeded(f"user:{name}")
+    auth.throttle.succeeded(name)
     token, _ = await auth.sessions.create(name, remote)
     log.info("login", user=name, role=role, remote=remote)
     response = web.HTTPSeeOther(_safe_next(str(form.get("next", "/"))))

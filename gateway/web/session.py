@@ -7,8 +7,9 @@
 - Every state-changing request from a browser carries the session's CSRF token (a hidden
   form field, or the X-CSRF-Token header for scripts); without it, or with another, it is
   refused before anything is read from the body.
-- Failed logins are throttled per user name and per client address: after `free_attempts`
-  failures within `window_s` the next attempt waits, doubling up to `max_lock_s`. A success
+- Failed logins are throttled per user name (and, with four times the attempts, per client
+  address): after `free_attempts` failures within `window_s` the next attempt waits,
+  doubling up to `max_lock_s`. A success
   clears the user's count. Throttling holds in memory: a restart forgets it, which costs an
   attacker a restart of our service per `free_attempts` guesses.
 """

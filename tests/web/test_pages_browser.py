@@ -219,3 +219,107 @@ async def test_the_state_bar_is_the_stored_intervals(site: Site, browser: Any) -
     ]
     assert shown == [(r["bucket"], r["s"], r["e"]) for r in stored if r["e"] > r["s"]]
     assert len(shown) >= 3  # the filler ran, starved and ran again
+
+
+async def test_active_downtimes_and_held_counts_appear_without_a_reload(
+    site: Site, browser: Any
+) -> None:
+    from gateway.events import DowntimeData, Draft, HeldCountData, uuid7
+    from gateway.store import write_batch
+    from gateway.testing import received
+
+    page = await log_in(browser, site, "vic")
+    strip = page.locator("#live-held")
+    await strip.filter(has_text="1 held count(s) waiting (65000 parts)").wait_for()
+    start = datetime.now().astimezone()
+    drafts = [
+        Draft(
+            "downtime.started",
+            start,
+            "packaging",
+            "line-1",
+            "packer-1",
+            DowntimeData(downtime_id="packer-1-live", start=start),
+            order=ORDER,
+        ),
+        Draft(
+            "count.held",
+            start,
+            "packaging",
+            "line-1",
+            "packer-1",
+            HeldCountData(
+                held_id="packer-1-live-held",
+                counter="good",
+                role="good_count",
+                old_raw=5,
+                new_raw=505,
+                claimed=500,
+                plausible_max=3,
+                reason="spike",
+                start=start,
+                end=start,
+            ),
+            order=ORDER,
+        ),
+    ]
+    events = [
+        d.seal(event_id=uuid7(), seq=10_000 + i, gateway="demo-gw", site="demo")
+        for i, d in enumerate(drafts)
+    ]
+    async with site.pool.acquire() as conn:
+        await write_batch(conn, [received(e) for e in events], [])
+    await strip.filter(has_text="2 held count(s) waiting (65500 parts)").wait_for()
+    assert "packer-1 since" in await page.inner_text("#live-downtimes")
+    assert page.url.endswith("/")  # the same page, never reloaded
+
+
+async def test_login_is_throttled_and_logout_ends_the_session(site: Site, browser: Any) -> None:
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    page.set_default_timeout(10_000)
+    for attempt in range(5):
+        await page.goto(site.url + "/login")
+        await page.fill("#username", "clara")
+        await page.fill("#password", f"wrong-{attempt}")
+        await page.click("button[type=submit]")
+        assert "Wrong user name or password." in await page.inner_text(".error")
+    await page.goto(site.url + "/login")
+    await page.fill("#username", "clara")
+    await page.fill("#password", "clerk-pass-123")  # right, but too soon
+    await page.click("button[type=submit]")
+    assert "Too many failed attempts" in await page.inner_text(".error")
+
+    page = await log_in(browser, site, "sam")
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    session = cookies["mesgw_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    await page.click("text=Log out")
+    await page.wait_for_url(site.url + "/login")
+    await page.goto(site.url + "/queue")
+    assert page.url.startswith(site.url + "/login?next=")
+    assert await site.pool.fetchval("SELECT count(*) FROM web_sessions WHERE username = 'sam'") == 0
+
+
+async def test_keyboard_only_login_and_readable_on_a_tablet(site: Site, browser: Any) -> None:
+    ctx = await browser.new_context(viewport={"width": 768, "height": 1024}, has_touch=True)
+    page = await ctx.new_page()
+    page.set_default_timeout(10_000)
+    await page.goto(site.url + f"/orders/{ORDER}")
+    for _ in range(4):  # the skip link, then the form's fields, by Tab alone
+        if await page.evaluate("document.activeElement.id") == "username":
+            break
+        await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "username"
+    await page.keyboard.type("clara")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("clerk-pass-123")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{site.url}/orders/{ORDER}")  # back where the clerk was going
+    align = await page.eval_on_selector(
+        "td[data-figure='good']", "e => getComputedStyle(e).textAlign"
+    )
+    assert align == "right"
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 768 + 1  # nothing wider than the tablet: wide tables scroll in their box
+    await shot(page, "order-tablet")
