@@ -20,6 +20,7 @@ from gateway.logging import configure
 from gateway.orders.cli import register as register_orders
 from gateway.replay import register as register_replay
 from gateway.report import register as register_report
+from gateway.review.cli import register as register_review
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_report(sub)
     register_counts(sub)
     register_replay(sub)
+    register_review(sub)
     return parser
 
 
