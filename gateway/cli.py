@@ -14,6 +14,7 @@ from connectors.opcua.cli import register as register_opcua
 from connectors.simulator.cli import register as register_simulate
 from gateway import __version__
 from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
+from gateway.counts import register as register_counts
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure
 from gateway.orders.cli import register as register_orders
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_simulate(sub)
     register_modbus(sub)
     register_report(sub)
+    register_counts(sub)
     register_replay(sub)
     register_review(sub)
     return parser

@@ -52,6 +52,7 @@ TABLES = {
     "oee_settings",
     "planned_orders",
     "held_counts",
+    "web_sessions",
     "users",
     "api_tokens",
     "export_runs",

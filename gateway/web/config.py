@@ -1,0 +1,69 @@
+"""The review page's settings: `[web]` in the review service's configuration file.
+
+```toml
+[web]
+timezone = "Europe/Berlin"        # the plant's clock: every time on the page is shown in it
+session_idle_s = 1800             # log out after 30 minutes without a request
+session_lifetime_s = 43200        # and at the latest 12 hours after login
+login_free_attempts = 5           # failed logins per user or address before a wait
+trusted_proxy_header = ""         # e.g. "X-Remote-User" behind a single-sign-on proxy
+trusted_proxies = ["127.0.0.1"]   # the proxy addresses whose header is believed
+tls_behind_proxy = false          # the proxy terminates TLS: mark the cookie Secure anyway
+```
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class WebSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = Field("UTC", description="the plant's IANA time zone, e.g. Europe/Berlin")
+    session_idle_s: float = Field(1800, gt=0, le=86_400)
+    session_lifetime_s: float = Field(43_200, gt=0, le=7 * 86_400)
+    login_free_attempts: int = Field(5, ge=1, le=100)
+    login_first_lock_s: float = Field(30, gt=0)
+    login_max_lock_s: float = Field(900, gt=0)
+    trusted_proxy_header: str = Field(
+        "", description="header naming the logged-in user, set by a trusted SSO proxy"
+    )
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    tls_behind_proxy: bool = Field(False, description="TLS ends at a proxy: cookie Secure")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from err
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        for v in values:
+            try:
+                ipaddress.ip_network(v, strict=False)
+            except ValueError as err:
+                raise ValueError(f"{v!r} is not an IP address or network") from err
+        return values
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def trusts(self, remote: str | None) -> bool:
+        """Whether a request from `remote` may name its user in trusted_proxy_header."""
+        if not self.trusted_proxy_header or not remote:
+            return False
+        try:
+            address = ipaddress.ip_address(remote)
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(n, strict=False) for n in self.trusted_proxies)
