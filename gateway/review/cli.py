@@ -73,6 +73,8 @@ def _show(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, dict):
+        if "lineage" in value:
+            return f"{value['start']} to {value['end']} (split from {value['split_from']})"
         if "reason_code" in value:
             return f"{value['reason_code']} ({value.get('reason_text') or ''})".replace(" ()", "")
         if "start" in value and "end" in value:
@@ -110,7 +112,7 @@ def _entry_line(e: dict[str, Any]) -> str:
         what = f"held count {d['held_id']}: {d['reason']} of {d['counter']}, {size:g} parts claimed"
         what += f" (plausible {d['plausible_max']})" if d.get("plausible_max") is not None else ""
     elif kind == "flagged":
-        what = f"flagged {d['quality']}: {d['records']} count records, {size:g} parts"
+        what = f"count records flagged {d['quality']}: {d['records']}, {size:g} parts"
     elif kind == "downtime":
         what = f"downtime {d['downtime_id']} without reason, {_hms(size)}"
     elif kind == "quantity":
@@ -126,7 +128,8 @@ def _entry_line(e: dict[str, Any]) -> str:
     elif kind == "no_order":
         what = f"{_hms(size)} with no order"
     else:
-        what = f"link down {_hms(size)} ({d['outages']} outages)"
+        outages = d["outages"]
+        what = f"link down {_hms(size)} ({outages} outage{'s' if outages != 1 else ''})"
     order = f"order {e['order_id']}" if e["order_id"] else "-"
     return f"  {e['machine']:<8} {order:<10} {what}\n{'':13}key {e['key']}"
 
