@@ -13,11 +13,16 @@ rows are generated in SQL straight into the typed tables (the recorder's through
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -37,6 +42,11 @@ DAYS = int(os.environ.get("MESGW_BENCH_REVIEW_DAYS", "365"))
 MACHINES = 50
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 RUNS = 5
+# PGlite (TimescaleDB in WASM, in memory, one connection) is the only TimescaleDB on this box;
+# it holds a fortnight, not a year.
+TS_DAYS = int(os.environ.get("MESGW_BENCH_REVIEW_TS_DAYS", "14"))
+TS_RECORD_S = int(os.environ.get("MESGW_BENCH_REVIEW_TS_RECORD_S", "300"))
+PGLITE_DIR = Path(__file__).resolve().parent.parent / "tools" / "pglite"
 
 # {t0}, {end}: the year; {rec}: seconds per count record. Shifts start at T0 - 2 h + k x 8 h.
 _SHIFT_START = (
@@ -158,116 +168,161 @@ _GENERATE = [
 ]
 
 
-async def _timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+async def _timed(call: Callable[[], Awaitable[Any]], runs: int) -> tuple[float, Any]:
     result = await call()  # warm-up
     times = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         result = await call()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000, result
 
 
+async def _generate(conn: asyncpg.Connection, days: int, record_s: int, label: str) -> None:
+    end = T0 + timedelta(days=days)
+    await conn.execute("SET TimeZone = 'UTC'")
+    started = time.perf_counter()
+    for sql in _GENERATE:
+        await conn.execute(
+            sql.replace("{t0}", T0.isoformat())
+            .replace("{end}", end.isoformat())
+            .replace("{rec}", str(record_s))
+        )
+    await conn.execute("ANALYZE")
+    generated = time.perf_counter() - started
+    records = await conn.fetchval("SELECT count(*) FROM counts")
+    full = MACHINES * 365 * 86400 // 10
+    print(
+        f"bench_review ({label}): {records:,} count records ({MACHINES} machines, {days} days,"
+        f" one per {record_s} s; a year at the rules' 10 s would be {full:,}), generated in"
+        f" {generated:.0f} s",
+        flush=True,
+    )
+
+
+async def _measure(
+    conn: asyncpg.Connection, days: int, label: str, runs: int
+) -> list[dict[str, object]]:
+    end = T0 + timedelta(days=days)
+    await conn.execute("SET jit = off")
+    cfg = ReviewSection()
+    actor = Actor("bench", "clerk", "api")
+    week = (end - timedelta(days=7), end)
+    last_order = await conn.fetchval(
+        "SELECT order_id FROM work_orders WHERE status = 'completed'"
+        " ORDER BY ended_at DESC, order_id LIMIT 1"
+    )
+
+    async def order_list() -> Any:
+        return await conn.fetch(
+            "SELECT * FROM order_operations_shown($1, $2)"
+            " ORDER BY started_at, order_id, site, area, line, machine",
+            *week,
+        )
+
+    async def detail() -> Any:
+        return [
+            await conn.fetch("SELECT * FROM order_operations_shown(p_order => $1)", last_order),
+            await conn.fetch("SELECT * FROM order_shifts_shown($1)", last_order),
+            await conn.fetch("SELECT * FROM held_counts_shown WHERE order_id = $1", last_order),
+            await conn.fetch("SELECT * FROM downtimes_shown WHERE order_id = $1", last_order),
+            await conn.fetch("SELECT * FROM revisions WHERE order_id = $1", last_order),
+        ]
+
+    async def queue_line_shift() -> Any:
+        shift = await conn.fetchrow(
+            "SELECT shift_id, start_ts, end_ts FROM shifts WHERE end_ts <= $1"
+            " AND name = 'early' ORDER BY start_ts DESC LIMIT 1",
+            end,
+        )
+        return await review_queue(
+            conn, cfg, start=shift["start_ts"], end=shift["end_ts"], line="line3"
+        )
+
+    async def queue_day() -> Any:
+        return await review_queue(conn, cfg, start=end - timedelta(days=1), end=end)
+
+    async def queue_week() -> Any:
+        return await review_queue(conn, cfg, start=week[0], end=week[1])
+
+    month = Selection(start=end - timedelta(days=31), end=end - timedelta(days=1))
+
+    async def export_month() -> Any:
+        return await export_confirmations(
+            conn, actor, month, fmt="csv", cfg=ReviewExportSection(), check=True
+        )
+
+    rows: list[dict[str, object]] = []
+    for name, call, target in (
+        ("order list, last 7 days (API /orders)", order_list, "< 200"),
+        ("one order's detail (API /orders/{id})", detail, "< 200"),
+        ("queue, one line and shift (the last early)", queue_line_shift, "< 500"),
+        ("queue, all 10 lines, one day", queue_day, "< 500"),
+        ("queue, all lines, 7 days (the default)", queue_week, "< 500"),
+        ("export of a month, check mode (CSV)", export_month, "< 2000"),
+    ):
+        ms, result = await _timed(call, runs)
+        size = len(result.lines) if hasattr(result, "lines") else len(result)
+        print(f"  {label}: {name}: {size:,} rows or lines", flush=True)
+        rows.append(
+            {"bench": f"review ({label}): {name}", "value": ms, "unit": "ms", "target": target}
+        )
+    return rows
+
+
+def _start_pglite() -> tuple[subprocess.Popen[bytes], str]:
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("bench_review needs Node.js for the TimescaleDB harness (make pglite)")
+    log_path = Path(tempfile.mkdtemp(prefix="mesgw-bench-pglite-")) / "pglite.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [node, "server.mjs", "--host", "127.0.0.1", "--port", "0"],
+            cwd=PGLITE_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith("READY "):
+                return proc, line.split()[1]
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=10)
+    raise RuntimeError(f"the PGlite harness did not start: {log_path.read_text()}")
+
+
+async def _timescaledb() -> list[dict[str, object]]:
+    proc, dsn = await asyncio.to_thread(_start_pglite)
+    try:
+        await migrate(StoreSection(dsn=SecretStr(dsn), timescaledb="on"))
+        conn = await asyncpg.connect(dsn)
+        try:
+            label = f"TimescaleDB in PGlite/WASM, {TS_DAYS} days"
+            await _generate(conn, TS_DAYS, TS_RECORD_S, label)
+            return await _measure(conn, TS_DAYS, label, max(1, RUNS // 2))
+        finally:
+            await conn.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 async def run() -> list[dict[str, object]]:
-    end = T0 + timedelta(days=DAYS)
     async with temporary_database(ADMIN_DSN, prefix="mesgw_bench_review") as dsn:
         await migrate(StoreSection(dsn=SecretStr(dsn), timescaledb="off"))
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute("SET jit = off")
-            await conn.execute("SET TimeZone = 'UTC'")
-            started = time.perf_counter()
-            for sql in _GENERATE:
-                await conn.execute(
-                    sql.replace("{t0}", T0.isoformat())
-                    .replace("{end}", end.isoformat())
-                    .replace("{rec}", str(RECORD_S))
-                )
-            await conn.execute("ANALYZE")
-            generated = time.perf_counter() - started
-            records = await conn.fetchval("SELECT count(*) FROM counts")
-            full = MACHINES * DAYS * 86400 // 10
-            print(
-                f"bench_review: {records:,} count records ({MACHINES} machines, {DAYS} days, one"
-                f" per {RECORD_S} s; at the rules' 10 s it would be {full:,}), generated in"
-                f" {generated:.0f} s",
-                flush=True,
-            )
-            cfg = ReviewSection()
-            actor = Actor("bench", "clerk", "api")
-            week = (end - timedelta(days=7), end)
-            last_order = await conn.fetchval(
-                "SELECT order_id FROM work_orders WHERE status = 'completed'"
-                " ORDER BY ended_at DESC, order_id LIMIT 1"
-            )
-
-            async def order_list() -> Any:
-                return await conn.fetch(
-                    "SELECT * FROM order_operations_shown($1, $2)"
-                    " ORDER BY started_at, order_id, site, area, line, machine",
-                    *week,
-                )
-
-            async def detail() -> Any:
-                out = [
-                    await conn.fetch(
-                        "SELECT * FROM order_operations_shown(p_order => $1)", last_order
-                    ),
-                    await conn.fetch("SELECT * FROM order_shifts_shown($1)", last_order),
-                    await conn.fetch(
-                        "SELECT * FROM held_counts_shown WHERE order_id = $1", last_order
-                    ),
-                    await conn.fetch(
-                        "SELECT * FROM downtimes_shown WHERE order_id = $1", last_order
-                    ),
-                    await conn.fetch("SELECT * FROM revisions WHERE order_id = $1", last_order),
-                ]
-                return out
-
-            async def queue_line_shift() -> Any:
-                shift = await conn.fetchrow(
-                    "SELECT shift_id, start_ts, end_ts FROM shifts WHERE end_ts <= $1"
-                    " ORDER BY start_ts DESC LIMIT 1",
-                    end,
-                )
-                return await review_queue(
-                    conn, cfg, start=shift["start_ts"], end=shift["end_ts"], line="line3"
-                )
-
-            async def queue_day() -> Any:
-                return await review_queue(conn, cfg, start=end - timedelta(days=1), end=end)
-
-            async def queue_week() -> Any:
-                return await review_queue(conn, cfg, start=week[0], end=week[1])
-
-            month = Selection(start=end - timedelta(days=31), end=end - timedelta(days=1))
-
-            async def export_month() -> Any:
-                return await export_confirmations(
-                    conn, actor, month, fmt="csv", cfg=ReviewExportSection(), check=True
-                )
-
-            rows: list[dict[str, object]] = []
-            for name, call, target, size in (
-                ("review: order list, last 7 days (API /orders)", order_list, "< 200", len),
-                ("review: one order's detail (API /orders/{id})", detail, "< 200", None),
-                ("review: queue, one line and shift", queue_line_shift, "< 500", len),
-                ("review: queue, all 10 lines, one day", queue_day, "< 500", len),
-                ("review: queue, all lines, 7 days (the default)", queue_week, "< 500", len),
-                ("review: export of a month, check mode (CSV)", export_month, "< 2000", None),
-            ):
-                ms, result = await _timed(call)
-                if size is not None:
-                    print(f"  {name}: {len(result):,} rows", flush=True)
-                elif hasattr(result, "lines"):
-                    print(f"  {name}: {len(result.lines):,} lines", flush=True)
-                rows.append({"bench": name, "value": ms, "unit": "ms", "target": target})
-            return rows
+            label = f"PostgreSQL, {DAYS} days"
+            await _generate(conn, DAYS, RECORD_S, label)
+            rows = await _measure(conn, DAYS, label, RUNS)
         finally:
             await conn.close()
+    if TS_DAYS > 0:
+        rows += await _timescaledb()
+    return rows
 
 
 if __name__ == "__main__":
-    import asyncio
-
     print(render(asyncio.run(run())))
