@@ -609,3 +609,19 @@ async def test_a_total_that_is_not_good_plus_reject_is_queued(db: asyncpg.Connec
     )
     entries = await review_queue(db, ReviewSection(), start=WINDOW[0], end=WINDOW[1])
     assert [e for e in entries if e["kind"] == "mismatch"] == []
+
+
+async def test_an_order_confirmed_before_revisions_stays_locked(db: asyncpg.Connection) -> None:
+    await db.execute(
+        "UPDATE work_orders SET status = 'confirmed', confirmed_by = 'old-mes',"
+        " confirmed_at = $1 WHERE order_id = 'o-2'",
+        at(15),
+    )
+    row = await op(db, "o-2", "m1")
+    assert (row["status"], row["confirmed_by"], row["revision"]) == ("confirmed", "old-mes", 0)
+    with pytest.raises(Locked, match="by old-mes"):
+        await actions.adjust(
+            db, CLERK, order_id="o-2", machine="m1", figure="good", value=480, reason="x"
+        )
+    await actions.reopen(db, BOSS, order_id="o-2", reason="recount")
+    assert (await op(db, "o-2", "m1"))["status"] == "completed"
