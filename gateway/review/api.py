@@ -265,21 +265,23 @@ ROUTES: Final[tuple[Route, ...]] = (
 )
 
 
+# jsonb columns come from asyncpg as text.
+_JSONB: Final = frozenset({"old_value", "new_value", "breaks", "data", "line_data"})
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, Decimal):
         return float(value)
-    if isinstance(value, str) and value[:1] in "{[":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
     return value
 
 
 def _record(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in dict(row).items()}
+    return {
+        k: json.loads(v) if k in _JSONB and isinstance(v, str) else _plain(v)
+        for k, v in dict(row).items()
+    }
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

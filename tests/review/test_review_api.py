@@ -199,6 +199,8 @@ async def test_actions_end_to_end_with_conflicts_and_validation(api: Api) -> Non
     assert key not in {e["key"] for e in queue["entries"]}
     status, revs = await api.call("GET", "/revisions", params={"downtime": "m1-d1"})
     assert [r["field"] for r in revs["revisions"]] == ["end", "reason"]
+    assert revs["revisions"][1]["new_value"]["reason_code"] == "17"
+    assert revs["revisions"][1]["old_value"] is None
 
 
 async def test_export_check_then_record_through_the_api(api: Api) -> None:
