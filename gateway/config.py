@@ -36,6 +36,7 @@ from pydantic_settings import (
 from connectors.modbus.address import tag_specs as modbus_tag_specs
 from connectors.opcua.nodeid import parse_node_id
 from gateway.errors import ConfigError
+from gateway.web.config import WebSection
 from rules.config import (
     ReasonConfig,
     ReasonRule,
@@ -599,6 +600,7 @@ class Settings(BaseSettings):
     orders: OrdersSection = OrdersSection()
     samples: SamplesSection = SamplesSection()
     review: ReviewSection = ReviewSection()
+    web: WebSection = WebSection()
     rules: RulesSection = RulesSection()
     shifts: dict[Ident, ShiftCalendar] = Field(default_factory=dict)
     reasons: list[ReasonConfig] = Field(default_factory=list)

@@ -1,4 +1,6 @@
-"""`mesgw review --config FILE`: the review service beside the database, until SIGTERM."""
+"""`mesgw review --config FILE`: the review service beside the database, until SIGTERM: the
+JSON API under /api/v1/ (gateway/review/api.py) and the review page (gateway/web), over
+HTTPS when `[web] tls_cert_file`/`tls_key_file` are set."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from gateway.logging import get_logger
 from gateway.review.api import build_app
 from gateway.store.db import describe, redact
 from gateway.systemd import Notifier
+from gateway.web.app import setup_pages
 
 log = get_logger("gateway.review")
 
@@ -45,10 +48,13 @@ async def create_pool(cfg: StoreSection) -> asyncpg.Pool:
 async def running(settings: Settings) -> AsyncIterator[int]:
     """The service listening; yields the bound port."""
     pool = await create_pool(settings.store)
-    runner = web.AppRunner(build_app(settings, pool), access_log=None)
+    tls = settings.web.ssl_context()
+    app = build_app(settings, pool)
+    setup_pages(app, pool, settings.web, settings.review, settings.reasons, secure=tls is not None)
+    runner = web.AppRunner(app, access_log=None)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.review.host, settings.review.port)
+        site = web.TCPSite(runner, settings.review.host, settings.review.port, ssl_context=tls)
         try:
             await site.start()
         except OSError as err:

@@ -9,15 +9,19 @@ login_free_attempts = 5           # failed logins per user or address before a w
 trusted_proxy_header = ""         # e.g. "X-Remote-User" behind a single-sign-on proxy
 trusted_proxies = ["127.0.0.1"]   # the proxy addresses whose header is believed
 tls_behind_proxy = false          # the proxy terminates TLS: mark the cookie Secure anyway
+tls_cert_file = ""                # serve page and API over HTTPS with this certificate
+tls_key_file = ""                 # and this key (PEM); both or neither
 ```
 """
 
 from __future__ import annotations
 
 import ipaddress
+import ssl
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class WebSection(BaseModel):
@@ -34,6 +38,26 @@ class WebSection(BaseModel):
     )
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     tls_behind_proxy: bool = Field(False, description="TLS ends at a proxy: cookie Secure")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate: serve over HTTPS")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebSection:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} does not exist or is not a file")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context (TLS 1.2 or newer), or None to serve plain HTTP."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+        return context
 
     @field_validator("timezone")
     @classmethod

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHOTS, Site, log_in
 from recorded_day import HELD_ID
+from web_support import SHOTS, Site, log_in
 
 pytestmark = pytest.mark.integration
 ORDER = "WO-1001"
