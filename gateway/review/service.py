@@ -50,7 +50,8 @@ async def running(settings: Settings) -> AsyncIterator[int]:
     pool = await create_pool(settings.store)
     tls = settings.web.ssl_context()
     app = build_app(settings, pool)
-    setup_pages(app, pool, settings.web, settings.review, settings.reasons, secure=tls is not None)
+    page = settings.web.with_default_zone(settings.rules.timezone)
+    setup_pages(app, pool, page, settings.review, settings.reasons, secure=tls is not None)
     runner = web.AppRunner(app, access_log=None)
     try:
         await runner.setup()

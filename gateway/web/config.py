@@ -2,7 +2,7 @@
 
 ```toml
 [web]
-timezone = "Europe/Berlin"        # the plant's clock: every time on the page is shown in it
+timezone = "Europe/Berlin"        # the page's clock (default: rules.timezone, the plant's)
 session_idle_s = 1800             # log out after 30 minutes without a request
 session_lifetime_s = 43200        # and at the latest 12 hours after login
 login_free_attempts = 5           # failed logins per user or address before a wait
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 class WebSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timezone: str = Field("UTC", description="the plant's IANA time zone, e.g. Europe/Berlin")
+    timezone: str | None = Field(None, description="IANA time zone; default: rules.timezone")
     session_idle_s: float = Field(1800, gt=0, le=86_400)
     session_lifetime_s: float = Field(43_200, gt=0, le=7 * 86_400)
     login_free_attempts: int = Field(5, ge=1, le=100)
@@ -61,7 +61,9 @@ class WebSection(BaseModel):
 
     @field_validator("timezone")
     @classmethod
-    def _zone(cls, value: str) -> str:
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as err:
@@ -80,7 +82,11 @@ class WebSection(BaseModel):
 
     @property
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        return ZoneInfo(self.timezone or "UTC")
+
+    def with_default_zone(self, plant: str) -> WebSection:
+        """These settings with the plant's time zone where none is set for the page."""
+        return self if self.timezone else self.model_copy(update={"timezone": plant})
 
     def trusts(self, remote: str | None) -> bool:
         """Whether a request from `remote` may name its user in trusted_proxy_header."""
