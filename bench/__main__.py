@@ -6,7 +6,15 @@ import asyncio
 import platform
 import sys
 
-from bench import bench_modbus, bench_opcua, bench_outbox, bench_pipeline, bench_rules, bench_store
+from bench import (
+    bench_modbus,
+    bench_opcua,
+    bench_outbox,
+    bench_pipeline,
+    bench_review,
+    bench_rules,
+    bench_store,
+)
 from bench.table import render
 from gateway.logging import configure
 
@@ -22,6 +30,7 @@ def main() -> int:
     rows += bench_rules.run()
     rows += bench_outbox.run()
     rows += asyncio.run(bench_store.run())
+    rows += asyncio.run(bench_review.run())
     rows += asyncio.run(bench_pipeline.run())
     rows += bench_modbus.run()
     rows += bench_opcua.run()

@@ -22,8 +22,9 @@ from gateway.report import fetch_rows, iso, jsonable, parse_time
 
 HELD_SQL = """
 SELECT held_id, site, area, line, machine, order_id, shift_id, counter, role,
-       old_raw, new_raw, claimed, plausible_max, reason, seen_from, ts
-FROM held_counts
+       old_raw, new_raw, claimed, plausible_max, reason, seen_from, ts,
+       decision, accepted, decided_by
+FROM held_counts_shown
 WHERE ($1::timestamptz IS NULL OR ts >= $1) AND ($2::timestamptz IS NULL OR ts < $2)
   AND ($3::text IS NULL OR machine = $3) AND ($4::text IS NULL OR order_id = $4)
 ORDER BY ts, held_id
@@ -33,6 +34,12 @@ _REASONS = {
     "spike": "faster than the machine can make parts",
     "decrease": "went down: neither a wrap nor a reset to zero",
 }
+
+
+def _decision(r: dict[str, Any]) -> str:
+    if r["decision"] == "pending":
+        return "pending: accept or reject it with `mesgw correct held`"
+    return f"{r['decision']} by {r['decided_by']}: {r['accepted']} parts counted"
 
 
 def render(rows: Sequence[dict[str, Any]]) -> str:
@@ -46,7 +53,8 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
             f"  {r['counter']} ({r['role']}): {r['old_raw']} at {iso(r['seen_from'])}"
             f" -> {r['new_raw']} at {iso(r['ts'])}\n"
             f"  claims {r['claimed']} parts, plausible at most {most};"
-            f" held: {r['reason']} ({_REASONS[r['reason']]})"
+            f" held: {r['reason']} ({_REASONS[r['reason']]})\n"
+            f"  {_decision(r)}"
         )
     return "\n".join(out)
 
@@ -71,7 +79,11 @@ def cmd_held(args: argparse.Namespace) -> int:
         print("no held counts")
         return 0
     print(render(rows))
-    print(f"{len(rows)} held count(s), {sum(r['claimed'] for r in rows)} parts in no total")
+    pending = [r for r in rows if r["decision"] == "pending"]
+    not_counted = sum(r["claimed"] for r in pending) + sum(
+        r["claimed"] - r["accepted"] for r in rows if r["decision"] != "pending"
+    )
+    print(f"{len(rows)} held count(s), {len(pending)} pending; {not_counted} parts in no total")
     return 0
 
 

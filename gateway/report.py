@@ -56,8 +56,11 @@ async def fetch_oee(
         "SELECT o.*, coalesce(held.parts, 0)::bigint AS held"
         f" FROM {function}(coalesce($1, '-infinity'::timestamptz),"
         " coalesce($2, 'infinity'::timestamptz), $3) o"
-        " LEFT JOIN LATERAL (SELECT sum(h.claimed) AS parts FROM held_counts h"
+        # Held and not yet decided (held_counts_shown, migration 0009): parts a clerk has
+        # accepted are in the figures, rejected ones in none.
+        " LEFT JOIN LATERAL (SELECT sum(h.claimed) AS parts FROM held_counts_shown h"
         " WHERE (h.site, h.area, h.line, h.machine) = (o.site, o.area, o.line, o.machine)"
+        " AND h.decision = 'pending'"
         f" AND {_HELD_SCOPE[by]}"
         " AND h.ts >= coalesce($1, '-infinity'::timestamptz)"
         " AND h.ts < coalesce($2, 'infinity'::timestamptz)) held ON true"
@@ -239,7 +242,7 @@ def footnotes(rows: Sequence[dict[str, Any]], omitted: int, by: str) -> list[str
     if held:
         notes.append(
             f"held: {held} parts the rules could not vouch for, in no total until a clerk"
-            " accepts them (`mesgw counts held`)"
+            " accepts them (`mesgw counts held`, `mesgw correct held`)"
         )
     if omitted:
         outside = "order" if by == "order" else "shift"

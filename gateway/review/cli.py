@@ -73,6 +73,8 @@ def _show(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, dict):
+        if "lineage" in value:
+            return f"{value['start']} to {value['end']} (split from {value['split_from']})"
         if "reason_code" in value:
             return f"{value['reason_code']} ({value.get('reason_text') or ''})".replace(" ()", "")
         if "start" in value and "end" in value:
@@ -93,6 +95,10 @@ def print_change(change: Change) -> None:
 # --- review queue ----------------------------------------------------------------------------
 
 
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _hms(seconds: float) -> str:
     whole = round(seconds)
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
@@ -106,7 +112,7 @@ def _entry_line(e: dict[str, Any]) -> str:
         what = f"held count {d['held_id']}: {d['reason']} of {d['counter']}, {size:g} parts claimed"
         what += f" (plausible {d['plausible_max']})" if d.get("plausible_max") is not None else ""
     elif kind == "flagged":
-        what = f"{d['records']} count records flagged {d['quality']}, {size:g} parts"
+        what = f"count records flagged {d['quality']}: {d['records']}, {size:g} parts"
     elif kind == "downtime":
         what = f"downtime {d['downtime_id']} without reason, {_hms(size)}"
     elif kind == "quantity":
@@ -115,13 +121,17 @@ def _entry_line(e: dict[str, Any]) -> str:
             f" ({size:+g}, tolerance {d['tolerance_pct']:g} %)"
         )
     elif kind == "mismatch":
-        what = f"total {d['total']} != good {d['good']} + reject {d['reject']}"
+        what = (
+            f"total {d['total']} != good {d['good']} + reject {d['reject']}"
+            f" in {d['records']} count records"
+        )
     elif kind == "no_order":
         what = f"{_hms(size)} with no order"
     else:
-        what = f"link down {d['outages']} times, {_hms(size)}"
-    order = f" order {e['order_id']}" if e["order_id"] else ""
-    return f"  {e['machine']:<8}{order}  {what}\n      key {e['key']}"
+        outages = d["outages"]
+        what = f"link down {_hms(size)} ({outages} outage{'s' if outages != 1 else ''})"
+    order = f"order {e['order_id']}" if e["order_id"] else "-"
+    return f"  {e['machine']:<8} {order:<10} {what}\n{'':13}key {e['key']}"
 
 
 async def cmd_queue(conn: asyncpg.Connection, s: Settings, args: argparse.Namespace) -> int:
@@ -141,17 +151,21 @@ async def cmd_queue(conn: asyncpg.Connection, s: Settings, args: argparse.Namesp
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
+    span = f"{_iso(start)} to {_iso(end)}"
     if not entries:
-        print(f"review queue {start.isoformat()} to {end.isoformat()}: nothing to review")
+        print(f"review queue {span}: nothing to review")
         return 0
-    print(f"review queue {start.isoformat()} to {end.isoformat()}: {len(entries)} entries")
+    print(f"review queue {span}: {len(entries)} entries")
     group = None
     for e in entries:
-        head = (e["site"], e["area"], e["line"], e["shift_id"])
+        head = (e["site"], e["area"], e["line"], e["shift_id"], e["kind"] == "quantity")
         if head != group:
             group = head
-            shift = e["shift_id"] or "(no shift)"
-            print(f"{e['site']}/{e['area']}/{e['line']}  shift {shift}")
+            if e["kind"] == "quantity":
+                what = "orders ended"
+            else:
+                what = f"shift {e['shift_id']}" if e["shift_id"] else "(no shift)"
+            print(f"{e['site']}/{e['area']}/{e['line']}  {what}")
         print(_entry_line(e))
     return 0
 

@@ -3,7 +3,8 @@
 A confirmation line carries yield, scrap, rework, unit, variance reason, execution start and
 finish, setup / run / down seconds, the final-confirmation flag (the order is confirmed),
 posting date and the confirmation counter. Figures are the shown ones (raw + revisions); times
-come from `oee_by_order` (setup = changeover, down = the other downtime, run = APT).
+come from `oee_times` (setup = changeover, down = the other downtime, run = APT), the
+time columns of every OEE report.
 
 The ledger (`export_runs`, `export_lines`) keeps every line handed over, exactly as exported.
 An export prints the ledger's lines of the selected operations and, after them, a new line
@@ -128,7 +129,7 @@ async def _times(
     await conn.execute("SET LOCAL jit = off")
     rows = await conn.fetch(
         "SELECT site, area, line, machine, order_id, changeover_s, downtime_s, run_s"
-        " FROM oee_by_order($1, $2) WHERE order_id = ANY($3::text[])",
+        " FROM oee_times('order', $1, $2, NULL) WHERE order_id = ANY($3::text[])",
         lo,
         hi,
         sorted({r["order_id"] for r in ended}),

@@ -85,12 +85,14 @@ WITH held AS (
            c.site, c.area, c.line, c.machine, c.shift_id, NULL::text,
            (sum(c.total) - sum(c.good) - sum(c.reject))::numeric, 'parts', min(c.interval_start),
            jsonb_build_object('total', sum(c.total), 'good', sum(c.good),
-                              'reject', sum(c.reject)),
+                              'reject', sum(c.reject), 'records', count(*),
+                              'event_ids', jsonb_agg(c.event_id ORDER BY c.interval_start)),
            to_jsonb(sum(c.total) - sum(c.good) - sum(c.reject)),
            jsonb_build_array('/api/v1/counts?machine=' || c.machine
                              || coalesce('&shift=' || c.shift_id, ''))
     FROM counts c
-    WHERE c.interval_start >= $1 AND c.interval_start < $2
+    -- counts_mismatch_idx: the rules keep total = good + reject in every record they make.
+    WHERE c.total <> c.good + c.reject AND c.interval_start >= $1 AND c.interval_start < $2
     GROUP BY c.site, c.area, c.line, c.machine, c.shift_id
     HAVING sum(c.total) <> sum(c.good) + sum(c.reject)
 ), states AS (

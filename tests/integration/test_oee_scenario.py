@@ -53,6 +53,8 @@ from gateway.events import (
     StateBucket,
     StateData,
 )
+from gateway.review.actions import decide_held
+from gateway.review.users import Actor
 from gateway.store import connect, migrate, write_batch
 from gateway.testing import received
 
@@ -978,7 +980,8 @@ async def test_the_report_shows_held_parts_apart_and_flags_performance_above_100
         "  good (good_count): 1020 at 2025-03-04T11:59:30Z -> 1001020 at 2025-03-04T12:00:00Z",
         "  claims 1000000 parts, plausible at most 45; held: spike (faster than the machine"
         " can make parts)",
-        "1 held count(s), 1000000 parts in no total",
+        "  pending: accept or reject it with `mesgw correct held`",
+        "1 held count(s), 1 pending; 1000000 parts in no total",
     ]
     args = ["counts", "held", "--json", "--order", "o-a", "--config", cfg]
     assert await asyncio.to_thread(main, args) == 0
@@ -991,6 +994,32 @@ async def test_the_report_shows_held_parts_apart_and_flags_performance_above_100
         45,
         "spike",
     )
+
+    # A clerk's decision (migration 0009) is what the report and the list show from then on.
+    c = await asyncpg.connect(pg_dsn)
+    try:
+        await c.execute("INSERT INTO users (name, role) VALUES ('clerk1', 'clerk')")
+        await decide_held(
+            c,
+            Actor("clerk1", "clerk", "cli"),
+            held_id="m1-good-1741089600000",
+            accept=True,
+            parts=40,
+            reason="40 were real",
+        )
+    finally:
+        await c.close()
+    assert await report("--by", "order", "--config", cfg, *window) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[1]: line.split() for line in out[2:] if line.startswith("s1/")}
+    assert rows["o-b"][7:10] == ["5240", "5190", "0"]
+    assert not any(line.startswith("held:") for line in out)
+    assert await asyncio.to_thread(main, ["counts", "held", "--config", cfg]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[-2:] == [
+        "  partly accepted by clerk1: 40 parts counted",
+        "1 held count(s), 0 pending; 999960 parts in no total",
+    ]
 
 
 async def test_counts_held_on_an_unmigrated_store_says_to_migrate(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -202,6 +203,16 @@ async def test_a_windowed_report_places_corrections_at_their_target(
     )
     # o-2 starts at 10:00 on m1: its correction (+28) counts in that hour.
     assert [(r["hour"], r["good"]) for r in rows] == [(at(9), 245), (at(10), 146), (at(11), 118)]
+    # The corrected parts were made at the operation's ideal cycle time (10 s, from its count
+    # records: the order itself names none), so performance stays known.
+    row = await db.fetchrow(
+        "SELECT produced, ideal_s, performance FROM oee_by_order()"
+        " WHERE machine = 'm1' AND order_id = 'o-2'"
+    )
+    assert (row["produced"], row["ideal_s"]) == (508, 5080)
+    assert row["performance"] is not None and round(row["performance"], 4) == round(
+        Decimal(5080) / Decimal(14400), 4
+    )
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -574,3 +585,27 @@ async def test_queue_entries_disappear_when_resolved(db: asyncpg.Connection) -> 
     assert "link_down:s1:a1:l1:m2:cal-20250304-early" in await kinds()
     late = WINDOW[1] + timedelta(days=1)
     assert await review_queue(db, cfg, start=WINDOW[1], end=late) == []
+
+
+async def test_a_total_that_is_not_good_plus_reject_is_queued(db: asyncpg.Connection) -> None:
+    # Only a machine with all three counters can show it; the rules never make such a record.
+    await db.execute(
+        "INSERT INTO counts (event_id, site, area, line, machine, order_id, shift_id,"
+        " interval_start, interval_end, good, reject, total)"
+        " VALUES (gen_random_uuid(), 's1', 'a1', 'l1', 'm2', 'o-1', $1, $2, $3, 10, 1, 14)",
+        SHIFT,
+        at(9, 50),
+        at(9, 51),
+    )
+    entries = await review_queue(db, ReviewSection(), start=WINDOW[0], end=WINDOW[1])
+    (entry,) = [e for e in entries if e["kind"] == "mismatch"]
+    assert (entry["key"], entry["size"], entry["detail"]["records"]) == (
+        "mismatch:s1:a1:l1:m2:cal-20250304-early",
+        3.0,
+        1,
+    )
+    await actions.acknowledge(
+        db, CLERK, entry=entry["key"], fingerprint=entry["fingerprint"], reason="total sensor"
+    )
+    entries = await review_queue(db, ReviewSection(), start=WINDOW[0], end=WINDOW[1])
+    assert [e for e in entries if e["kind"] == "mismatch"] == []
