@@ -168,6 +168,24 @@ class LoggingSection(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+# Default metrics ports per command, so a gateway and a recorder on one box never collide.
+METRICS_PORTS = {"run": 9464, "record": 9465, "review": 9466}
+
+
+class MetricsSection(Section):
+    """Prometheus `/metrics`, `/healthz` and `/readyz` over HTTP (gateway.metrics)."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1, description="loopback unless set")
+    port: int | None = Field(
+        None, ge=0, le=65535, description="default 9464 (run), 9465 (record), 9466 (review)"
+    )
+
+    def port_for(self, command: str) -> int:
+        """The port this command listens on (0 = any free port)."""
+        return self.port if self.port is not None else METRICS_PORTS[command]
+
+
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (`localhost`, 127.0.0.0/8, ::1)."""
     if host == "localhost":
@@ -601,6 +619,7 @@ class Settings(BaseSettings):
     samples: SamplesSection = SamplesSection()
     review: ReviewSection = ReviewSection()
     web: WebSection = WebSection()
+    metrics: MetricsSection = MetricsSection()
     rules: RulesSection = RulesSection()
     shifts: dict[Ident, ShiftCalendar] = Field(default_factory=dict)
     reasons: list[ReasonConfig] = Field(default_factory=list)
