@@ -15,6 +15,7 @@ from gateway.logging import get_logger
 from gateway.synthetic import Emit as EmitDrafts
 from gateway.synthetic import run_synthetic
 from rules.inputs import Tick
+from rules.spec import every_reading, machine_spec
 
 log = get_logger("gateway.sources")
 
@@ -27,7 +28,9 @@ def connector_for(machine: MachineConfig) -> Connector | None:
     if isinstance(spec, ModbusConnector):
         from connectors.modbus.device import ModbusDevice
 
-        return ModbusDevice(machine.id, spec, machine.tags)
+        # Report by exception: the rules are fed what changed, and what they need each poll.
+        every = every_reading(machine_spec(machine))
+        return ModbusDevice(machine.id, spec, machine.tags, every_poll=every)
     if isinstance(spec, OpcUaConnector):
         from connectors.opcua.device import OpcUaDevice
 
