@@ -19,8 +19,9 @@ Polling reports by exception (`read`): a response whose bytes equal the previous
 yields only the tags that must be reported at every poll (`every`: the counters, whose
 wraps the rules judge from when the value was last seen); otherwise the changed registers
 are found with one XOR of the two responses as integers, and only the tags on them are
-decoded, each by its own precompiled `struct` at its offset. The first response, one of
-another length, and the first after `forget()` (an error, a reconnect) report every tag.
+decoded, each by its own precompiled `struct` at its offset. The first response, and the
+first after `forget()` (an error response, a lost link) or after an answer of the wrong
+length (refused), report every tag.
 """
 
 from __future__ import annotations
@@ -184,8 +185,11 @@ class RegisterDecoder:
         """The samples of one response (its registers as bytes, big-endian as on the wire):
         every tag the first time, then the tags that changed and those reported always."""
         prev = self._prev
+        if len(data) != 2 * self.count:
+            self._prev = None
+            raise ValueError(f"{len(data) // 2} registers in answer, asked {self.count}")
         self._prev = data
-        if self._all or prev is None or len(prev) != len(data) or len(data) != 2 * self.count:
+        if self._all or prev is None:
             return self._samples(machine, self._values(data), ts)
         if data == prev:
             picked: Sequence[int] = self._every
