@@ -24,10 +24,12 @@ from pymodbus.pdu.register_message import (
     ReadInputRegistersResponse,
 )
 
+from connectors.modbus.tcp import TcpClient
+
 if TYPE_CHECKING:
     from gateway.config import ModbusConnector
 
-Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient | TcpClient
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -136,7 +138,8 @@ def make_client(
     trace_packet: Callable[[bool, bytes], bytes] | None = None,
     trace_pdu: Callable[[bool, Any], Any] | None = None,
 ) -> Client:
-    """A pymodbus client that neither retries nor reconnects on its own: the caller does."""
+    """A client that neither retries nor reconnects on its own (the caller does): our own
+    for Modbus TCP (`connectors.modbus.tcp`), pymodbus' for RTU, on a line or over TCP."""
     common: dict[str, Any] = {
         "timeout": connector.timeout_s,
         "retries": 0,
@@ -148,7 +151,7 @@ def make_client(
     if connector.transport == "rtu":
         serial = connector.serial
         assert serial is not None, "validated by ModbusConnector"
-        client: Client = AsyncModbusSerialClient(
+        client: AsyncModbusSerialClient | AsyncModbusTcpClient = AsyncModbusSerialClient(
             serial.port,
             framer=FramerType.RTU,
             baudrate=serial.baudrate,
@@ -157,10 +160,16 @@ def make_client(
             stopbits=serial.stopbits,
             **common,
         )
+    elif connector.transport == "tcp":
+        assert connector.host is not None, "validated by ModbusConnector"
+        return TcpClient(
+            connector.host, connector.port, timeout=connector.timeout_s, trace_packet=trace_packet
+        )
     else:
         assert connector.host is not None, "validated by ModbusConnector"
-        framer = FramerType.RTU if connector.transport == "rtu_over_tcp" else FramerType.SOCKET
-        client = AsyncModbusTcpClient(connector.host, port=connector.port, framer=framer, **common)
+        client = AsyncModbusTcpClient(
+            connector.host, port=connector.port, framer=FramerType.RTU, **common
+        )
     client.register(HoldingRegisterBytes)
     client.register(InputRegisterBytes)
     return client
