@@ -17,6 +17,7 @@ from gateway.synthetic import Emit as EmitDrafts
 from gateway.synthetic import run_synthetic
 from gateway.telemetry import SourceMetrics
 from rules.inputs import Tick
+from rules.spec import every_reading, machine_spec
 
 log = get_logger("gateway.sources")
 
@@ -34,10 +35,16 @@ def connector_for(
     if isinstance(spec, ModbusConnector):
         from connectors.modbus.device import ModbusDevice
 
+        # Report by exception: the rules are fed what changed, and what they need each poll.
+        every = every_reading(machine_spec(machine))
         if observe_read is None:
-            return ModbusDevice(machine.id, spec, machine.tags)
+            return ModbusDevice(machine.id, spec, machine.tags, every_poll=every)
         return ModbusDevice(
-            machine.id, spec, machine.tags, client_factory=_timed_modbus_client(observe_read)
+            machine.id,
+            spec,
+            machine.tags,
+            client_factory=_timed_modbus_client(observe_read),
+            every_poll=every,
         )
     if isinstance(spec, OpcUaConnector):
         from connectors.opcua.device import OpcUaDevice
