@@ -19,6 +19,7 @@ from rules.calendar import Calendar, utc
 from rules.inputs import CommandResult, OrderCommand, PlannedOrder, Tick
 from rules.machine import Machine
 from rules.orders import ActiveOrder, OrderBook, master_problems, order_id
+from rules.saved import restore, snapshot
 from rules.spec import MachineSpec, PlantRules, machine_spec, plant_rules
 
 SNAPSHOT_VERSION = 1
@@ -274,7 +275,7 @@ class Engine:
         """JSON-able state: counter baselines, open intervals, states, downtimes, orders."""
         return {
             "version": SNAPSHOT_VERSION,
-            "machines": {m.id: m.snapshot() for m in self._all},
+            "machines": {m.id: snapshot(m) for m in self._all},
             "orders": self.book.to_json(),
         }
 
@@ -288,4 +289,4 @@ class Engine:
         for mid, data in snapshot.get("machines", {}).items():
             machine = self.machines.get(mid)
             if machine is not None:
-                machine.restore(data)
+                restore(machine, data)
