@@ -90,15 +90,12 @@ class Drafts:
         self,
         t: float,
         counter: Counter,
-        raw: tuple[int, int],
-        claimed: int,
-        allowed: int | None,
-        since: float,
+        held: tuple[int, int, int, int | None, float],
         order: str | None,
         shift: str | None,
     ) -> None:
-        """A counter change from raw (old, new) the rules cannot vouch for, held for a clerk."""
-        old, new = raw
+        """A counter change the rules cannot vouch for (`Counter.read`), held for a clerk."""
+        old, new, claimed, allowed, since = held
         data = HeldCountData.model_construct(
             held_id=f"{self.machine}-{counter.tag}-{ms_stamp(t)}",
             counter=counter.tag,

@@ -54,6 +54,17 @@ class CountGap:
         if self.start is not None and self.end is None:
             self.stretches.append(stretch)
 
+    def absorb(self, counter: Counter, delta: int, quality: int, now: float) -> int | None:
+        """A counter's first change since the gap: its parts go to the gap (None), or, when
+        the gap was already counted, where they land, flagged (the quality to count with)."""
+        counter.gap = False
+        counter.settle()
+        if self.start is not None:
+            self.parts.add(counter.role, delta, quality)
+            self.counter_back(now)
+            return None
+        return max(quality, GAP)
+
     def counter_back(self, now: float) -> None:
         """A counter has reported across the gap; once all have, the gap is counted."""
         if self.start is not None and not any(c.gap for c in self.counters.values()):

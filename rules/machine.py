@@ -26,7 +26,7 @@ from typing import Any
 from connectors.sample import Link, Sample
 from gateway.events import Draft
 from rules.calendar import Calendar, ShiftCursor
-from rules.counters import ATTENTION, GAP, HELD, OK, RESTART, Counter, as_count
+from rules.counters import ATTENTION, GAP, OK, RESTART, Counter, as_count
 from rules.debounce import StateDebouncer
 from rules.downtime_tracker import DowntimeTracker
 from rules.drafts import Drafts, StateTriple
@@ -35,9 +35,10 @@ from rules.inferred import CountWatch
 from rules.interval import QUIET, CountInterval
 from rules.orders import ActiveOrder, OrderBook
 from rules.parts import CounterRoles
-from rules.reasons import Reason, Reasons
+from rules.published import PublishedState
 from rules.spec import MachineSpec, PlantRules
-from rules.states import StateTable, StateTag
+from rules.states import StateTag
+from rules.tags import MachineTags
 from rules.work_order import OrderTracker
 
 INF = math.inf
@@ -69,28 +70,12 @@ class Machine:
             self.max_rate = rules.rate_tolerance / spec.ideal_cycle_time_s
         else:
             self.max_rate = None
-        self.counters: dict[str, Counter] = {}
-        self.roles: dict[str, str] = {}  # tag → role
-        for name, tag in spec.tags.items():
-            self.roles[name] = tag.role
-            if tag.role.endswith("_count"):
-                self.counters[name] = Counter(name, tag.role, tag.modulus, tag.resettable)
-        self.state_tag = next((n for n, r in self.roles.items() if r == "state"), None)
-        self.reason_tag = next((n for n, r in self.roles.items() if r == "reason"), None)
-        table = (
-            StateTable.build(spec.state_table, plant.state_tables)
-            if spec.state_table is not None
-            else None
-        )
-        if self.state_tag is not None and table is None:
-            raise ValueError(f"machine {spec.id}: a state tag needs a state table")
-        self.reasons = Reasons(
-            plant.reasons, spec.reason_map, spec.reason_rules, rules.changeover_reason
-        )
-        # Tags whose value the rules look at besides their role: rule conditions, mode.
-        self.watched = set(self.reasons.rule_tags)
-        if spec.mode_tag is not None:
-            self.watched.add(spec.mode_tag)
+        self.tags = MachineTags(spec, plant)
+        # The tags' parts used on every reading, at hand.
+        self.counters = self.tags.counters
+        self.roles = self.tags.roles
+        self.state_tag = self.tags.state_tag
+        self.values = self.tags.values
 
         # time
         self.started = False
@@ -102,10 +87,6 @@ class Machine:
         self.clock = INF  # the latest tick; INF until there is one
         # what the readings say
         self.link_up = False
-        self.values: dict[str, Any] = {}
-        # the published state (calendar and changeover applied), since when
-        self.published: str | None = None
-        self.published_since = -INF
         # the parts
         self.drafts = Drafts(spec.area, spec.line, spec.id, out)
         self.shift = ShiftCursor(calendar)
@@ -114,7 +95,7 @@ class Machine:
             rules.count_interval_s, self.counting, self.drafts, bool(self.counters)
         )
         self.gap = CountGap(self.counters, self.counting, self.drafts)
-        self.tag = StateTag(table, spec.mode_tag)
+        self.tag = StateTag(self.tags.table, spec.mode_tag)
         self.debounce = StateDebouncer(rules.min_state_s, self.interval)
         self.orders = OrderTracker(spec.id, book, self.drafts, self.counting, rules.changeover)
         self.watch = CountWatch(0.0)
@@ -126,8 +107,17 @@ class Machine:
             micro_stop_s=micro_stop_s,
             micro_loss=rules.micro_stop_loss,
             external_loss=rules.starved_blocked_loss,
-            resolve=self._resolve,
+            resolve=self.tags.resolve,
             moment=lambda: (self.order_id, self.shift_id, self.now),
+        )
+        self.state = PublishedState(
+            self.shift,
+            self.debounce,
+            self.orders,
+            self.interval,
+            self.downtime,
+            self.drafts,
+            lambda: (self.order_id, self.shift_id, self.ideal_cycle_time()),
         )
         self.down_after_cycles = rules.down_after_cycles
         self.down_after_default = rules.down_after_s
@@ -212,7 +202,7 @@ class Machine:
                     switch, order = self.orders.from_plc(s.value, t)
                     if switch:
                         self._switch_order(t, order)
-                elif s.tag in self.watched and self.values.get(s.tag, ATTENTION) != s.value:
+                elif s.tag in self.tags.watched and self.values.get(s.tag, ATTENTION) != s.value:
                     self.values[s.tag] = s.value
                     if s.tag == self.spec.mode_tag and self.state_tag in self.values:
                         self._state(self.values.get(self.state_tag), t, mode_changed=True)
@@ -303,8 +293,8 @@ class Machine:
         shift = self.shift.shift
         if shift is not None:
             self.drafts.shift(shift.start, shift, self.order_id)
-        self.published = None
-        self._apply_effective(t)
+        self.state.bucket = None
+        self.state.apply(t)
 
     def _grid(self, e: float, t: float) -> None:
         interval = self.interval
@@ -314,8 +304,8 @@ class Machine:
             return
         if self.gap.end is not None:
             self.gap.report()
-        if interval.parts or self.published not in QUIET:
-            self._close(e)
+        if interval.parts or self.state.bucket not in QUIET:
+            self.state.close(e)
             interval.start = e
             interval.closes = e + interval.length_s
             return
@@ -340,7 +330,7 @@ class Machine:
             self._boundary(e, change)
         else:
             self.shift.segment = seg
-            self._apply_effective(e)
+            self.state.apply(e)
         self._rearm(e)
 
     # -- the machine's own state ----------------------------------------------------------------
@@ -366,44 +356,19 @@ class Machine:
         return "unknown", None, "waiting for counts"
 
     def _reconsider(self, since: float) -> None:
-        self.debounce.consider(self._raw(), since, self.published_since, self.now)
+        self.debounce.consider(self._raw(), since, self.state.since, self.now)
 
     def _confirm(self, e: float) -> None:
         candidate = self.debounce.confirm()
-        state = self._effective()
-        if state[0] != self.published:
-            self._close(candidate.split)
+        state = self.state.effective()
+        if state[0] != self.state.bucket:
+            self.state.close(candidate.split)
             self.interval.parts.take(candidate.parts)
             # Something else may have been published since it began (a break, say).
-            self._set_state(max(candidate.since, self.published_since), state)
+            self.state.publish(max(candidate.since, self.state.since), state)
         else:
             self.interval.parts.take(candidate.parts)
         self._rearm(e)
-
-    def _effective(self) -> StateTriple:
-        """The published state: the calendar overrides the machine, changeover its stops."""
-        kind = self.shift.segment.kind
-        if kind == "off":
-            return "not_scheduled", None, "outside shifts"
-        if kind == "break":
-            return "planned_stop", None, "break"
-        debounce = self.debounce
-        if debounce.bucket != "unknown" and self.orders.changeover:
-            return "changeover", None, "changeover"
-        return debounce.bucket, debounce.code, debounce.reason
-
-    def _apply_effective(self, t: float) -> None:
-        state = self._effective()
-        if state[0] != self.published:
-            self._set_state(t, state)
-
-    def _set_state(self, t: float, state: StateTriple) -> None:
-        was = self.published
-        self._cut(t)
-        self.published = state[0]
-        self.published_since = t
-        self.drafts.state(t, state, self.order_id, self.shift_id)
-        self.downtime.follow(t, state[0], from_unknown=was == "unknown")
 
     # -- inferred stops ------------------------------------------------------------------------
 
@@ -435,11 +400,11 @@ class Machine:
         tag = self.tag
         if not mode_changed:
             self.values[self.state_tag or ""] = value
-            if tag.same(value):
-                return
+            raw = tag.raw
+            if value == raw and type(value) is type(raw):
+                return  # what the tag showed (1 and True are not the same)
             tag.raw = value
-        mode_tag = self.spec.mode_tag
-        if tag.read(value, self.values.get(mode_tag) if mode_tag else None):
+        if tag.read(value, self.tags.mode):
             self.watch.stopped = False
             self._rearm(t)
             self._reconsider(t)
@@ -452,20 +417,10 @@ class Machine:
         self._rearm(t)
         self._reconsider(t)
 
-    def _resolve(self, changeover: bool) -> Reason | None:
-        plc = self.values.get(self.reason_tag) if self.reason_tag is not None else None
-        state = self.values.get(self.state_tag) if self.state_tag is not None else None
-        return self.reasons.resolve(plc, state, self.values, changeover)
-
     def _counter(self, c: Counter, s: Sample, t: float) -> None:
-        if s.quality != "good":
-            c.stale = c.raw is not None
-            c.settle()
-            return
-        value = as_count(s.value, c.modulus)
+        value = as_count(s.value, c.modulus) if s.quality == "good" else None
         if value is None:
-            c.stale = c.raw is not None
-            c.settle()
+            c.unreadable()
             return
         if not self.link_up:
             self._link_up(t)
@@ -481,28 +436,15 @@ class Machine:
                 self.gap.counter_back(self.now)
             c.settle()
             return
-        old = c.raw
-        old_ts = c.ts
-        delta, quality, allowed = c.classify(value, t, self.max_rate)
-        if quality == HELD:
-            # A change the rules cannot vouch for: published and stored apart, never counted.
+        delta, quality, held = c.read(value, t, self.max_rate)
+        if held is not None:
             self.stats["held count"] += 1
-            self.drafts.held(
-                t, c, (old, value), delta, allowed, old_ts, self.order_id, self.shift_id
-            )
-            delta, quality = 0, OK
-        c.accept(value, t, delta)
-        if c.stale:
-            quality = max(quality, GAP)
-            c.stale = False
+            self.drafts.held(t, c, held, self.order_id, self.shift_id)
         if c.gap:
-            c.gap = False
-            c.settle()
-            if self.gap.start is not None:
-                self.gap.parts.add(c.role, delta, quality)
-                self.gap.counter_back(self.now)
+            landed = self.gap.absorb(c, delta, quality, self.now)
+            if landed is None:
                 return
-            quality = max(quality, GAP)
+            quality = landed
         c.settle()
         if delta == 0:
             if quality > OK:  # a reset to zero, say: the record it falls in carries the flag
@@ -511,7 +453,7 @@ class Machine:
         orders = self.orders
         if orders.changeover and orders.ends_changeover(c.role, delta):
             orders.changeover = False
-            self._apply_effective(t)
+            self.state.apply(t)
         if watch.part(t):
             self._reconsider(t)
         elif self.debounce.bucket == "unknown" and self.state_tag is None:
@@ -533,24 +475,12 @@ class Machine:
         self.values.clear()
         self.watch.forget()
         self.debounce.forget(reason)
-        state = self._effective()
-        if state[0] != self.published:
-            self._set_state(t, state)
+        state = self.state.effective()
+        if state[0] != self.state.bucket:
+            self.state.publish(t, state)
         else:
-            self._close(t)
+            self.state.close(t)
         self.gap.begin(t, kind, (t, self.order_id, self.shift_id, self.ideal_cycle_time()))
-
-    # -- counts -------------------------------------------------------------------------------
-
-    def _cut(self, t: float) -> None:
-        """Close the count interval at t, with the parts a candidate holds from before t."""
-        self.debounce.release(t)
-        self._close(t)
-
-    def _close(self, t: float) -> None:
-        self.interval.close(
-            t, self.published, self.order_id, self.shift_id, self.ideal_cycle_time()
-        )
 
     # -- boundaries: order and shift ------------------------------------------------------------
 
@@ -561,15 +491,11 @@ class Machine:
         undecided = self.debounce.candidate is not None
         if undecided:
             self.debounce.drop()
-        self._close(t)
+        self.state.close(t)
         carried = self.downtime.cut(t)
         change()
         self.gap.boundary((t, self.order_id, self.shift_id, self.ideal_cycle_time()))
-        state = self._effective()
-        self.published = state[0]
-        self.published_since = t
-        self.drafts.state(t, state, self.order_id, self.shift_id)
-        self.downtime.resume(t, state[0], carried)
+        self.state.anew(t, carried)
         if undecided:
             # Still undecided: it continues from the boundary, in the new order or shift.
             self._reconsider(t)
@@ -610,4 +536,4 @@ class Machine:
             return
         if self.gap.end is not None:
             self.gap.report()
-        self._cut(self.now)
+        self.state.cut(self.now)

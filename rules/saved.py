@@ -39,8 +39,8 @@ def snapshot(m: Machine) -> dict[str, Any]:
             "segs": [list(stretch) for stretch in gap.stretches],
             "acc": [gap.parts.good, gap.parts.reject, gap.parts.total, gap.parts.quality],
         },
-        "eb": m.published,
-        "eb_since": _finite(m.published_since),
+        "eb": m.state.bucket,
+        "eb_since": _finite(m.state.since),
         "changeover": orders.changeover,
         "co": [changeover.good, changeover.reject, changeover.total],
         "downtime": None if downtime.open is None else downtime.open.to_json(),
@@ -81,9 +81,9 @@ def restore(m: Machine, data: dict[str, Any]) -> None:
         gap.stretches = [(float(t), o, s, i) for t, o, s, i in saved_gap["segs"]]
         g = gap.parts
         g.good, g.reject, g.total, g.quality = (int(x) for x in saved_gap["acc"])
-    m.published = data.get("eb")
+    m.state.bucket = data.get("eb")
     since = data.get("eb_since")
-    m.published_since = -INF if since is None else float(since)
+    m.state.since = -INF if since is None else float(since)
     orders = m.orders
     orders.changeover = bool(data.get("changeover", False))
     co = orders.changeover_parts
