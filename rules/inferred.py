@@ -12,15 +12,38 @@ class CountWatch:
     the `last` part, and the inferred stop (`stopped`), due at `due` (the last part, or when
     watching began, `since`, plus `down_after`) while the watch is armed."""
 
-    __slots__ = ("down_after", "due", "first", "last", "since", "stopped")
+    __slots__ = (
+        "cycles",
+        "default_s",
+        "down_after",
+        "due",
+        "first",
+        "fixed_s",
+        "last",
+        "since",
+        "stopped",
+    )
 
-    def __init__(self, down_after: float) -> None:
-        self.down_after = down_after
+    def __init__(self, fixed_s: float | None, cycles: float, default_s: float) -> None:
+        # down_after: the machine's own setting, else `cycles` ideal cycle times, else default
+        self.fixed_s = fixed_s
+        self.cycles = cycles
+        self.default_s = default_s
+        self.down_after = default_s
         self.first: float | None = None
         self.last = -INF
         self.since = -INF
         self.stopped = False
         self.due = INF
+
+    def cycle_time(self, ideal_cycle_time_s: float | None) -> None:
+        """The ideal cycle time now (the order's or the machine's) sets down_after."""
+        if self.fixed_s is not None:
+            self.down_after = self.fixed_s
+        elif ideal_cycle_time_s is not None:
+            self.down_after = self.cycles * ideal_cycle_time_s
+        else:
+            self.down_after = self.default_s
 
     @property
     def reason(self) -> str:

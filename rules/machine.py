@@ -29,11 +29,12 @@ from rules.calendar import Calendar, ShiftCursor
 from rules.counters import ATTENTION, GAP, OK, RESTART, Counter, as_count
 from rules.debounce import StateDebouncer
 from rules.downtime_tracker import DowntimeTracker
-from rules.drafts import Drafts, StateTriple
+from rules.drafts import Drafts
 from rules.gap import CountGap
 from rules.inferred import CountWatch
 from rules.interval import QUIET, CountInterval
 from rules.orders import ActiveOrder, OrderBook
+from rules.own_state import OwnState
 from rules.parts import CounterRoles
 from rules.published import PublishedState
 from rules.spec import MachineSpec, PlantRules
@@ -98,7 +99,7 @@ class Machine:
         self.tag = StateTag(self.tags.table, spec.mode_tag)
         self.debounce = StateDebouncer(rules.min_state_s, self.interval)
         self.orders = OrderTracker(spec.id, book, self.drafts, self.counting, rules.changeover)
-        self.watch = CountWatch(0.0)
+        self.watch = CountWatch(spec.down_after_s, rules.down_after_cycles, rules.down_after_s)
         micro_stop_s = spec.micro_stop_s if spec.micro_stop_s is not None else rules.micro_stop_s
         self.downtime = DowntimeTracker(
             spec.id,
@@ -119,9 +120,17 @@ class Machine:
             self.drafts,
             lambda: (self.order_id, self.shift_id, self.ideal_cycle_time()),
         )
-        self.down_after_cycles = rules.down_after_cycles
-        self.down_after_default = rules.down_after_s
-        self.watch.down_after = self.down_after()
+        self.own = OwnState(
+            self.tag,
+            self.watch,
+            self.debounce,
+            has_state_tag=self.state_tag is not None,
+            has_counters=bool(self.counters),
+            orders=self.orders,
+            shift=self.shift,
+            published=self.state,
+        )
+        self.watch.cycle_time(self.ideal_cycle_time())
 
     # -- identity of the moment ---------------------------------------------------------------
 
@@ -144,15 +153,6 @@ class Machine:
 
     def ideal_cycle_time(self) -> float | None:
         return self.orders.ideal_cycle_time(self.ict)
-
-    def down_after(self) -> float:
-        """How long without a part before a running machine is inferred down."""
-        if self.spec.down_after_s is not None:
-            return self.spec.down_after_s
-        ict = self.ideal_cycle_time()
-        if ict is not None:
-            return self.down_after_cycles * ict
-        return self.down_after_default
 
     # -- readings -----------------------------------------------------------------------------
 
@@ -188,7 +188,7 @@ class Machine:
                 return
             if s.quality != "good":
                 if role == "state":
-                    self._state_unreadable(s, t)
+                    self.own.state_unreadable(s.status or s.quality, t, self.link_up, self.now)
             else:
                 if not self.link_up:
                     self._link_up(t)
@@ -275,7 +275,7 @@ class Machine:
             elif kind == 2:
                 self._confirm(e)
             elif kind == 3:
-                self._down_timer(e)
+                self.own.no_parts(self.link_up, self.now)
             else:
                 downtime.announce()
         if t > self.now:
@@ -331,32 +331,9 @@ class Machine:
         else:
             self.shift.segment = seg
             self.state.apply(e)
-        self._rearm(e)
+        self.own.rearm(e, self.link_up)
 
     # -- the machine's own state ----------------------------------------------------------------
-
-    def _raw(self) -> StateTriple:
-        """What the readings say the machine is doing, before debounce."""
-        tag, watch = self.tag, self.watch
-        if self.state_tag is not None:
-            if tag.bucket == "running" and watch.stopped:
-                return "down", tag.code, watch.reason
-            return tag.bucket, tag.code, tag.reason
-        if not self.counters or watch.first is None:
-            debounce = self.debounce
-            return (
-                "unknown",
-                None,
-                debounce.reason if debounce.bucket == "unknown" else ("no data yet"),
-            )
-        if watch.stopped:
-            return "down", None, watch.reason
-        if watch.last >= watch.first:
-            return "running", None, None
-        return "unknown", None, "waiting for counts"
-
-    def _reconsider(self, since: float) -> None:
-        self.debounce.consider(self._raw(), since, self.state.since, self.now)
 
     def _confirm(self, e: float) -> None:
         candidate = self.debounce.confirm()
@@ -368,31 +345,7 @@ class Machine:
             self.state.publish(max(candidate.since, self.state.since), state)
         else:
             self.interval.parts.take(candidate.parts)
-        self._rearm(e)
-
-    # -- inferred stops ------------------------------------------------------------------------
-
-    def _infer_active(self) -> bool:
-        return (
-            bool(self.counters)
-            and self.link_up
-            and self.watch.first is not None
-            and not self.watch.stopped
-            and not self.orders.changeover
-            and self.shift.segment.kind == "on"
-            and (self.state_tag is None or self.tag.bucket == "running")
-        )
-
-    def _rearm(self, t: float) -> None:
-        self.watch.arm(self._infer_active(), t)
-
-    def _down_timer(self, e: float) -> None:
-        watch = self.watch
-        watch.due = INF
-        if not self._infer_active():
-            return
-        watch.stopped = True
-        self._reconsider(max(watch.last, watch.since))
+        self.own.rearm(e, self.link_up)
 
     # -- tags ------------------------------------------------------------------------------------
 
@@ -404,18 +357,8 @@ class Machine:
             if value == raw and type(value) is type(raw):
                 return  # what the tag showed (1 and True are not the same)
             tag.raw = value
-        if tag.read(value, self.tags.mode):
-            self.watch.stopped = False
-            self._rearm(t)
-            self._reconsider(t)
+        self.own.state_tag(value, self.tags.mode, t, self.link_up, self.now)
         self.downtime.reason_changed(t)
-
-    def _state_unreadable(self, s: Sample, t: float) -> None:
-        if self.tag.bucket == "unknown" and self.tag.raw is ATTENTION:
-            return
-        self.tag.lost(f"state tag unreadable: {s.status or s.quality}")
-        self._rearm(t)
-        self._reconsider(t)
 
     def _counter(self, c: Counter, s: Sample, t: float) -> None:
         value = as_count(s.value, c.modulus) if s.quality == "good" else None
@@ -424,11 +367,8 @@ class Machine:
             return
         if not self.link_up:
             self._link_up(t)
-        watch = self.watch
-        if watch.first is None:
-            watch.first = t
-            self._rearm(t)
-            self._reconsider(t)
+        if self.watch.first is None:
+            self.own.first_count(t, self.link_up, self.now)
         if c.raw is None:
             c.start(value, t)
             if c.gap:
@@ -454,11 +394,7 @@ class Machine:
         if orders.changeover and orders.ends_changeover(c.role, delta):
             orders.changeover = False
             self.state.apply(t)
-        if watch.part(t):
-            self._reconsider(t)
-        elif self.debounce.bucket == "unknown" and self.state_tag is None:
-            self._reconsider(watch.first if watch.first is not None else t)
-        self._rearm(t)
+        self.own.part(t, self.link_up, self.now)
         self.debounce.parts_at(t).add(c.role, delta, quality)
 
     # -- link and restart -----------------------------------------------------------------------
@@ -468,13 +404,11 @@ class Machine:
         self.gap.back(t)
         if not self.interval.parts and self.interval.start < t:
             self.interval.start = t
-        self._rearm(t)
+        self.own.rearm(t, self.link_up)
 
     def _go_unknown(self, t: float, reason: str, kind: int) -> None:
-        self.tag.lost(reason)
         self.values.clear()
-        self.watch.forget()
-        self.debounce.forget(reason)
+        self.own.forget(reason)
         state = self.state.effective()
         if state[0] != self.state.bucket:
             self.state.publish(t, state)
@@ -498,7 +432,7 @@ class Machine:
         self.state.anew(t, carried)
         if undecided:
             # Still undecided: it continues from the boundary, in the new order or shift.
-            self._reconsider(t)
+            self.own.consider(t, self.now)
 
     def start_order(self, t: float, order: ActiveOrder) -> None:
         self._switch_order(t, order)
@@ -509,10 +443,10 @@ class Machine:
     def _switch_order(self, t: float, new: ActiveOrder | None) -> None:
         def change() -> None:
             self.orders.switch(t, new, self.shift_id)
-            self.watch.down_after = self.down_after()
+            self.watch.cycle_time(self.ideal_cycle_time())
 
         self._boundary(t, change)
-        self._rearm(t)
+        self.own.rearm(t, self.link_up)
         self._settle()
 
     # -- the gateway stops ---------------------------------------------------------------------

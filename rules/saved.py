@@ -104,7 +104,7 @@ def restore(m: Machine, data: dict[str, Any]) -> None:
         orders.book.started(m.id, orders.active.order_id)
     orders.last_completed = data.get("last_completed")
     orders.plc_order = data.get("plc_order")
-    m.watch.down_after = m.down_after()
+    m.watch.cycle_time(m.ideal_cycle_time())
     interval.closes = interval.grid_after(m.now)
     m.link_up = False
 

@@ -172,6 +172,7 @@ class StateTag:
     gives it (with the operation mode), its code, and why it is unknown when it is."""
 
     __slots__ = ("bucket", "code", "mode_tag", "raw", "reason", "table")
+    lost_value: Any = ATTENTION  # what `raw` is when there is no value to compare with
 
     def __init__(self, table: StateTable | None, mode_tag: str | None) -> None:
         self.table = table
