@@ -196,7 +196,7 @@ class Engine:
 
     def _apply(self, machine: Machine, cmd: OrderCommand, t: float) -> CommandResult:
         wanted = order_id(cmd.order_id) if cmd.order_id is not None else None
-        running = machine.order
+        running = machine.orders.active
         if cmd.action == "start":
             problem = master_problems(wanted, cmd.quantity, cmd.ideal_cycle_time_s)
             if problem is not None or wanted is None:
@@ -226,7 +226,7 @@ class Engine:
         if cmd.action != "stop":
             return self._refuse(cmd, f"unknown action {cmd.action!r}")
         if running is None:
-            if wanted is not None and wanted == machine.last_completed:
+            if wanted is not None and wanted == machine.orders.last_completed:
                 return self._ok(machine, wanted, "completed")
             if wanted is not None:
                 return self._refuse(cmd, f"order {wanted} is not running on {machine.id}")
@@ -255,17 +255,17 @@ class Engine:
         """The active order of each machine, then the planned orders, as JSON-able dicts."""
         active = [
             {
-                "order_id": m.order.order_id,
-                "machine": m.id,
+                "order_id": order.order_id,
+                "machine": machine,
                 "status": "running",
-                "product": m.order.product,
-                "quantity": m.order.quantity,
-                "ideal_cycle_time_s": m.order.ideal_cycle_time_s,
-                "origin": m.order.origin,
-                "started": utc(m.order.started).isoformat(timespec="milliseconds"),
+                "product": order.product,
+                "quantity": order.quantity,
+                "ideal_cycle_time_s": order.ideal_cycle_time_s,
+                "origin": order.origin,
+                "started": utc(order.started).isoformat(timespec="milliseconds"),
             }
-            for m in self._all
-            if m.order is not None
+            for machine, order in ((m.id, m.orders.active) for m in self._all)
+            if order is not None
         ]
         return active + self.book.planned_list()
 

@@ -37,6 +37,13 @@ class CountInterval:
             return INF
         return (math.floor(t / self.length_s) + 1) * self.length_s
 
+    def skip(self, e: float, limit: float) -> None:
+        """Nothing to report from e (unknown or off shift): jump to the last grid point
+        before `limit`, when something can happen, so a long gap costs no loop per interval."""
+        last = max(e, math.floor(limit / self.length_s) * self.length_s)
+        self.start = last
+        self.closes = last + self.length_s
+
     def close(
         self,
         t: float,

@@ -9,11 +9,13 @@ A state change of the machine itself (its state tag, or the counts stopping and 
 is a candidate until it has lasted `min_state_s`, then dated from its start; counts are cut
 at that instant too, so each count interval lies in one state, one order and one shift.
 
-`Machine` is the conductor; the parts it feeds a reading through each own one thing:
-`CountInterval` (rules.interval), `CountGap` (rules.gap), `StateTag` (rules.states),
-`CountWatch` (rules.inferred), `StateDebouncer` (rules.debounce), `DowntimeTracker`
-(rules.downtime_tracker), `OrderTracker` (rules.work_order), `ShiftCursor` (rules.calendar);
-`Counter` (rules.counters) judges each counter's changes, `Drafts` (rules.drafts) writes.
+`Machine` is the conductor: it keeps the machine's time and feeds each reading, and each
+instant that comes due, through parts that each own one thing (README, "Inside the rules"):
+`MachineTags` (rules.tags), `Counter` (rules.counters), `CountInterval` (rules.interval),
+`CountGap` (rules.gap), `OwnState` (rules.own_state) with `StateTag` (rules.states) and
+`CountWatch` (rules.inferred), `StateDebouncer` (rules.debounce), `PublishedState`
+(rules.published), `DowntimeTracker` (rules.downtime_tracker), `OrderTracker`
+(rules.work_order) and `ShiftCursor` (rules.calendar); `Drafts` (rules.drafts) writes.
 """
 
 from __future__ import annotations
@@ -65,12 +67,6 @@ class Machine:
         self.id = spec.id
         self.stats: Tally[str] = stats if stats is not None else Tally()
         self.ict = spec.ideal_cycle_time_s
-        if spec.max_rate_per_s is not None:
-            self.max_rate: float | None = spec.max_rate_per_s
-        elif spec.ideal_cycle_time_s is not None:
-            self.max_rate = rules.rate_tolerance / spec.ideal_cycle_time_s
-        else:
-            self.max_rate = None
         self.tags = MachineTags(spec, plant)
         # The tags' parts used on every reading, at hand.
         self.counters = self.tags.counters
@@ -139,17 +135,9 @@ class Machine:
         return self.shift.shift_id
 
     @property
-    def order(self) -> ActiveOrder | None:
-        return self.orders.active
-
-    @property
     def order_id(self) -> str | None:
         order = self.orders.active
         return None if order is None else order.order_id
-
-    @property
-    def last_completed(self) -> str | None:
-        return self.orders.last_completed
 
     def ideal_cycle_time(self) -> float | None:
         return self.orders.ideal_cycle_time(self.ict)
@@ -241,13 +229,8 @@ class Machine:
             self.restored = False
             self.link_up = False
             self._go_unknown(self.now, "gateway restart", RESTART)
-        interval, shift, debounce, watch, downtime = (
-            self.interval,
-            self.shift,
-            self.debounce,
-            self.watch,
-            self.downtime,
-        )
+        interval, shift, debounce = self.interval, self.shift, self.debounce
+        watch, downtime = self.watch, self.downtime
         while True:
             # Ties go in this order: the grid, the calendar, a candidate, a stop, news.
             e = interval.closes
@@ -309,12 +292,7 @@ class Machine:
             interval.start = e
             interval.closes = e + interval.length_s
             return
-        # Nothing to report while unknown or off shift: jump to the last grid point before
-        # the next thing that can happen, so a long gap costs no loop per interval.
-        limit = min(t, self.shift.segment.end, self.debounce.due, self.watch.due)
-        last = max(e, math.floor(limit / interval.length_s) * interval.length_s)
-        interval.start = last
-        interval.closes = last + interval.length_s
+        interval.skip(e, min(t, self.shift.segment.end, self.debounce.due, self.watch.due))
 
     def _calendar(self, e: float) -> None:
         old = self.shift.shift
@@ -336,15 +314,7 @@ class Machine:
     # -- the machine's own state ----------------------------------------------------------------
 
     def _confirm(self, e: float) -> None:
-        candidate = self.debounce.confirm()
-        state = self.state.effective()
-        if state[0] != self.state.bucket:
-            self.state.close(candidate.split)
-            self.interval.parts.take(candidate.parts)
-            # Something else may have been published since it began (a break, say).
-            self.state.publish(max(candidate.since, self.state.since), state)
-        else:
-            self.interval.parts.take(candidate.parts)
+        self.state.confirmed(self.debounce.confirm())
         self.own.rearm(e, self.link_up)
 
     # -- tags ------------------------------------------------------------------------------------
@@ -376,7 +346,7 @@ class Machine:
                 self.gap.counter_back(self.now)
             c.settle()
             return
-        delta, quality, held = c.read(value, t, self.max_rate)
+        delta, quality, held = c.read(value, t, self.tags.max_rate)
         if held is not None:
             self.stats["held count"] += 1
             self.drafts.held(t, c, held, self.order_id, self.shift_id)
@@ -409,11 +379,7 @@ class Machine:
     def _go_unknown(self, t: float, reason: str, kind: int) -> None:
         self.values.clear()
         self.own.forget(reason)
-        state = self.state.effective()
-        if state[0] != self.state.bucket:
-            self.state.publish(t, state)
-        else:
-            self.state.close(t)
+        self.state.lost(t)
         self.gap.begin(t, kind, (t, self.order_id, self.shift_id, self.ideal_cycle_time()))
 
     # -- boundaries: order and shift ------------------------------------------------------------

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 
 from rules.calendar import ShiftCursor
-from rules.debounce import StateDebouncer
+from rules.debounce import Candidate, StateDebouncer
 from rules.downtime import Downtime
 from rules.downtime_tracker import DowntimeTracker
 from rules.drafts import Drafts, StateTriple
@@ -81,6 +81,25 @@ class PublishedState:
         order, shift, _ = self.where()
         self.drafts.state(t, state, order, shift)
         self.downtime.follow(t, state[0], from_unknown=was == "unknown")
+
+    def confirmed(self, candidate: Candidate) -> None:
+        """The debouncer confirmed a candidate: published from when it began (unless
+        something else was published since, a break, say); its held parts go with it."""
+        state = self.effective()
+        if state[0] != self.bucket:
+            self.close(candidate.split)
+            self.interval.parts.take(candidate.parts)
+            self.publish(max(candidate.since, self.since), state)
+        else:
+            self.interval.parts.take(candidate.parts)
+
+    def lost(self, t: float) -> None:
+        """The machine went out of sight at t: published so, or the interval closed there."""
+        state = self.effective()
+        if state[0] != self.bucket:
+            self.publish(t, state)
+        else:
+            self.close(t)
 
     def anew(self, t: float, carried: Downtime | None) -> None:
         """After an order or shift boundary at t: the state is published again, and a stop

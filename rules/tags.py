@@ -11,13 +11,15 @@ from rules.states import StateTable
 
 
 class MachineTags:
-    """Owns the machine's tags by role (`roles`: tag → role; its `counters`; the state,
-    reason and mode tags; the state table), and the last `values` of the tags the rules
+    """Owns the machine's tags by role (`roles`: tag → role; its `counters` and the most
+    parts a second they may show; the state, reason and mode tags; the state table), and
+    the last `values` of the tags the rules
     look at besides counters (state, reason, mode, reason-rule conditions), from which a
     downtime's reason is resolved."""
 
     __slots__ = (
         "counters",
+        "max_rate",
         "mode_tag",
         "reason_tag",
         "reasons",
@@ -53,6 +55,12 @@ class MachineTags:
         if spec.mode_tag is not None:
             self.watched.add(spec.mode_tag)
         self.values: dict[str, Any] = {}
+        # The most parts a second the counters may show (else a change is held).
+        self.max_rate: float | None = None
+        if spec.max_rate_per_s is not None:
+            self.max_rate = spec.max_rate_per_s
+        elif spec.ideal_cycle_time_s is not None:
+            self.max_rate = plant.rules.rate_tolerance / spec.ideal_cycle_time_s
 
     @property
     def mode(self) -> Any:
