@@ -74,13 +74,14 @@ class Engine:
             clock = reading.ts.timestamp()
             t = clock - self.late_s
             for machine in self._all:
-                machine.clock = clock
-                if not machine.started:
-                    machine.advance(clock)  # watched from now on: unknown until data comes
-                elif t >= machine.deadline:
-                    machine.advance(t)
-                elif t > machine.now:
-                    machine.now = t
+                time = machine.time
+                time.clock = clock
+                if not time.started:
+                    time.advance(clock)  # watched from now on: unknown until data comes
+                elif t >= time.deadline:
+                    time.advance(t)
+                elif t > time.now:
+                    time.now = t
         elif kind is Link:
             machine = self.machines.get(reading.machine)  # type: ignore[union-attr]
             if machine is None:
@@ -188,7 +189,7 @@ class Engine:
         machine = self.machines.get(cmd.machine)
         if machine is None:
             return self._refuse(cmd, f"unknown machine {cmd.machine!r}"), []
-        t = machine.time_of(cmd.ts)
+        t = machine.time.of(cmd.ts)
         result = self._apply(machine, cmd, t)
         drafts = self._out[:]
         self._out.clear()

@@ -35,6 +35,7 @@ from rules.drafts import Drafts
 from rules.gap import CountGap
 from rules.inferred import CountWatch
 from rules.interval import QUIET, CountInterval
+from rules.machine_time import MachineTime
 from rules.orders import ActiveOrder, OrderBook
 from rules.own_state import OwnState
 from rules.parts import CounterRoles
@@ -45,9 +46,6 @@ from rules.tags import MachineTags
 from rules.work_order import OrderTracker
 
 INF = math.inf
-# A reading stamped further ahead of the gateway's clock (the ticks) counts at the clock's
-# time: a PLC with a wrong clock must not drag its machine into the future.
-MAX_AHEAD_S = 300.0
 
 
 class Machine:
@@ -65,7 +63,7 @@ class Machine:
         rules = plant.rules
         self.spec = spec
         self.id = spec.id
-        self.stats: Tally[str] = stats if stats is not None else Tally()
+        self._stats: Tally[str] = stats if stats is not None else Tally()
         self.ict = spec.ideal_cycle_time_s
         self.tags = MachineTags(spec, plant)
         # The tags' parts used on every reading, at hand.
@@ -74,15 +72,6 @@ class Machine:
         self.state_tag = self.tags.state_tag
         self.values = self.tags.values
 
-        # time
-        self.started = False
-        self.restored = False
-        self.now = -INF
-        self.deadline = -INF  # the earliest instant something is due
-        self.ts_obj: object = None
-        self.ts_val = 0.0
-        self.clock = INF  # the latest tick; INF until there is one
-        # what the readings say
         self.link_up = False
         # the parts
         self.drafts = Drafts(spec.area, spec.line, spec.id, out)
@@ -105,7 +94,7 @@ class Machine:
             micro_loss=rules.micro_stop_loss,
             external_loss=rules.starved_blocked_loss,
             resolve=self.tags.resolve,
-            moment=lambda: (self.order_id, self.shift_id, self.now),
+            moment=lambda: (self.order_id, self.shift_id, self.time.now),
         )
         self.state = PublishedState(
             self.shift,
@@ -127,6 +116,24 @@ class Machine:
             published=self.state,
         )
         self.watch.cycle_time(self.ideal_cycle_time())
+        self.time = time = MachineTime(
+            self.interval, self.shift, self.debounce, self.watch, self.downtime, self.stats
+        )
+        time.on_start, time.on_restart, time.on_grid = self._start, self._restart, self._grid
+        time.on_calendar, time.on_confirm, time.on_no_parts = (
+            self._calendar,
+            self._confirm,
+            self._no_parts,
+        )
+
+    @property
+    def stats(self) -> Tally[str]:
+        """Inputs the rules could not use or did not count (shared by the engine's machines)."""
+        return self._stats
+
+    @stats.setter
+    def stats(self, stats: Tally[str]) -> None:
+        self._stats = self.time.stats = stats
 
     # -- identity of the moment ---------------------------------------------------------------
 
@@ -144,26 +151,8 @@ class Machine:
 
     # -- readings -----------------------------------------------------------------------------
 
-    def time_of(self, ts: Any) -> float:
-        """The machine time of a reading: its timestamp, never before what was processed."""
-        if ts is self.ts_obj:
-            t = self.ts_val
-        else:
-            t = ts.timestamp()
-            if t > self.clock + MAX_AHEAD_S:
-                self.stats["reading ahead of the clock"] += 1
-                t = self.clock
-            self.ts_obj = ts
-            self.ts_val = t
-        if t >= self.deadline:
-            self.advance(t)
-        if t <= self.now:
-            return self.now
-        self.now = t
-        return t
-
     def sample(self, s: Sample) -> None:
-        t = self.time_of(s.ts)
+        t = self.time.of(s.ts)
         counter = self.counters.get(s.tag)
         if counter is not None:
             if s.value == counter.same and s.quality == "good":
@@ -176,7 +165,7 @@ class Machine:
                 return
             if s.quality != "good":
                 if role == "state":
-                    self.own.state_unreadable(s.status or s.quality, t, self.link_up, self.now)
+                    self.own.state_unreadable(s.status or s.quality, t, self.link_up, self.time.now)
             else:
                 if not self.link_up:
                     self._link_up(t)
@@ -195,10 +184,10 @@ class Machine:
                     if s.tag == self.spec.mode_tag and self.state_tag in self.values:
                         self._state(self.values.get(self.state_tag), t, mode_changed=True)
                     self.downtime.reason_changed(t)
-        self._settle()
+        self.time.settle()
 
     def link(self, link: Link) -> None:
-        t = self.time_of(link.ts)
+        t = self.time.of(link.ts)
         if link.up:
             if not self.link_up:
                 self._link_up(t)
@@ -206,70 +195,9 @@ class Machine:
             self.link_up = False
             error = link.error
             self._go_unknown(t, f"link down: {error}" if error else "link down", GAP)
-        self._settle()
-
-    def _settle(self) -> None:
-        self.deadline = min(
-            self.interval.closes,
-            self.shift.segment.end,
-            self.debounce.due,
-            self.watch.due,
-            self.downtime.announce_due,
-        )
-        if self.deadline <= self.now:
-            self.advance(self.now)
-
-    # -- the passing of time -----------------------------------------------------------------
-
-    def advance(self, t: float) -> None:
-        """Process everything due up to and including t, in time order."""
-        if not self.started:
-            self._start(t)
-        if self.restored:
-            self.restored = False
-            self.link_up = False
-            self._go_unknown(self.now, "gateway restart", RESTART)
-        interval, shift, debounce = self.interval, self.shift, self.debounce
-        watch, downtime = self.watch, self.downtime
-        while True:
-            # Ties go in this order: the grid, the calendar, a candidate, a stop, news.
-            e = interval.closes
-            kind = 0
-            if shift.segment.end <= e:
-                e = shift.segment.end
-                kind = 1
-            if debounce.due < e:
-                e = debounce.due
-                kind = 2
-            if watch.due < e:
-                e = watch.due
-                kind = 3
-            if downtime.announce_due < e:
-                e = downtime.announce_due
-                kind = 4
-            if e > t:
-                break
-            if e > self.now:
-                self.now = e
-            if kind == 0:
-                self._grid(e, t)
-            elif kind == 1:
-                self._calendar(e)
-            elif kind == 2:
-                self._confirm(e)
-            elif kind == 3:
-                self.own.no_parts(self.link_up, self.now)
-            else:
-                downtime.announce()
-        if t > self.now:
-            self.now = t
-        self.deadline = min(
-            interval.closes, shift.segment.end, debounce.due, watch.due, downtime.announce_due
-        )
+        self.time.settle()
 
     def _start(self, t: float) -> None:
-        self.started = True
-        self.now = t
         self.shift.segment = self.shift.at(t)
         self.interval.start = t
         self.interval.closes = self.interval.grid_after(t)
@@ -278,6 +206,13 @@ class Machine:
             self.drafts.shift(shift.start, shift, self.order_id)
         self.state.bucket = None
         self.state.apply(t)
+
+    def _restart(self, t: float) -> None:
+        self.link_up = False
+        self._go_unknown(t, "gateway restart", RESTART)
+
+    def _no_parts(self, e: float) -> None:
+        self.own.no_parts(self.link_up, self.time.now)
 
     def _grid(self, e: float, t: float) -> None:
         interval = self.interval
@@ -327,7 +262,7 @@ class Machine:
             if value == raw and type(value) is type(raw):
                 return  # what the tag showed (1 and True are not the same)
             tag.raw = value
-        self.own.state_tag(value, self.tags.mode, t, self.link_up, self.now)
+        self.own.state_tag(value, self.tags.mode, t, self.link_up, self.time.now)
         self.downtime.reason_changed(t)
 
     def _counter(self, c: Counter, s: Sample, t: float) -> None:
@@ -338,12 +273,12 @@ class Machine:
         if not self.link_up:
             self._link_up(t)
         if self.watch.first is None:
-            self.own.first_count(t, self.link_up, self.now)
+            self.own.first_count(t, self.link_up, self.time.now)
         if c.raw is None:
             c.start(value, t)
             if c.gap:
                 c.gap = False
-                self.gap.counter_back(self.now)
+                self.gap.counter_back(self.time.now)
             c.settle()
             return
         delta, quality, held = c.read(value, t, self.tags.max_rate)
@@ -351,7 +286,7 @@ class Machine:
             self.stats["held count"] += 1
             self.drafts.held(t, c, held, self.order_id, self.shift_id)
         if c.gap:
-            landed = self.gap.absorb(c, delta, quality, self.now)
+            landed = self.gap.absorb(c, delta, quality, self.time.now)
             if landed is None:
                 return
             quality = landed
@@ -364,7 +299,7 @@ class Machine:
         if orders.changeover and orders.ends_changeover(c.role, delta):
             orders.changeover = False
             self.state.apply(t)
-        self.own.part(t, self.link_up, self.now)
+        self.own.part(t, self.link_up, self.time.now)
         self.debounce.parts_at(t).add(c.role, delta, quality)
 
     # -- link and restart -----------------------------------------------------------------------
@@ -398,7 +333,7 @@ class Machine:
         self.state.anew(t, carried)
         if undecided:
             # Still undecided: it continues from the boundary, in the new order or shift.
-            self.own.consider(t, self.now)
+            self.own.consider(t, self.time.now)
 
     def start_order(self, t: float, order: ActiveOrder) -> None:
         self._switch_order(t, order)
@@ -413,7 +348,7 @@ class Machine:
 
         self._boundary(t, change)
         self.own.rearm(t, self.link_up)
-        self._settle()
+        self.time.settle()
 
     # -- the gateway stops ---------------------------------------------------------------------
 
@@ -421,19 +356,19 @@ class Machine:
         """The gateway stops (orderly) at t: from then on nobody watches this machine, so its
         state is unknown ("gateway stopped"), its counts are closed there, and an open
         downtime is suspended until the machine is seen again."""
-        if not self.started or self.restored:
+        if not self.time.started or self.time.restored:
             return
-        if t > self.now:
-            self.advance(t)
+        if t > self.time.now:
+            self.time.advance(t)
         if self.gap.end is not None:
             self.gap.report()
         self.link_up = False
-        self._go_unknown(self.now, "gateway stopped", RESTART)
+        self._go_unknown(self.time.now, "gateway stopped", RESTART)
 
     def flush(self) -> None:
         """Report the open count interval (and parts counted across a gap) up to now."""
-        if not self.started or self.restored:
+        if not self.time.started or self.time.restored:
             return
         if self.gap.end is not None:
             self.gap.report()
-        self.state.cut(self.now)
+        self.state.cut(self.time.now)

@@ -24,7 +24,7 @@ def snapshot(m: Machine) -> dict[str, Any]:
     downtime = m.downtime
     changeover = orders.changeover_parts
     return {
-        "now": _finite(m.now),
+        "now": _finite(m.time.now),
         "acc_start": m.interval.start,
         "acc": [parts.good + held[0], parts.reject + held[1], parts.total + held[2]],
         "acc_q": max(parts.quality, held[3]),
@@ -57,11 +57,12 @@ def restore(m: Machine, data: dict[str, Any]) -> None:
     now = data.get("now")
     if now is None:
         return  # saved before this machine saw anything: start afresh
-    m.started = True
-    m.restored = True
-    m.now = float(now)
-    m.deadline = -INF
-    m.shift.segment = m.shift.at(m.now)
+    time = m.time
+    time.started = True
+    time.restored = True
+    time.now = float(now)
+    time.deadline = -INF
+    m.shift.segment = m.shift.at(time.now)
     interval = m.interval
     interval.start = float(data["acc_start"])
     parts = interval.parts
@@ -105,7 +106,7 @@ def restore(m: Machine, data: dict[str, Any]) -> None:
     orders.last_completed = data.get("last_completed")
     orders.plc_order = data.get("plc_order")
     m.watch.cycle_time(m.ideal_cycle_time())
-    interval.closes = interval.grid_after(m.now)
+    interval.closes = interval.grid_after(time.now)
     m.link_up = False
 
 
