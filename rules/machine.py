@@ -139,7 +139,8 @@ class Machine:
 
     @property
     def shift_id(self) -> str | None:
-        return self.shift.shift_id
+        shift = self.shift.segment.shift
+        return None if shift is None else shift.shift_id
 
     @property
     def order_id(self) -> str | None:
@@ -283,7 +284,7 @@ class Machine:
             return
         delta, quality, held = c.read(value, t, self.tags.max_rate)
         if held is not None:
-            self.stats["held count"] += 1
+            self._stats["held count"] += 1
             self.drafts.held(t, c, held, self.order_id, self.shift_id)
         if c.gap:
             landed = self.gap.absorb(c, delta, quality, self.time.now)
