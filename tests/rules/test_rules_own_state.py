@@ -87,7 +87,7 @@ def test_state_tag_same_and_lost() -> None:
     assert (tag.raw, tag.bucket, tag.code, tag.reason) == (ATTENTION, "unknown", None, "link down")
 
 
-# CountWatch: down_after from the machine's setting, else cycles times the ideal cycle time, else default
+# CountWatch: down_after is the machine's setting, else cycles of the ideal cycle time, else default
 @pytest.mark.parametrize(
     ("fixed", "ict", "want"), [(30.0, 2.0, 30.0), (None, 2.0, 6.0), (None, None, 60.0)]
 )
