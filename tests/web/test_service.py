@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from web_support import PASSWORDS, serve
 
 from gateway.cli import main
-from gateway.config import ReviewSection, Settings, StoreSection
+from gateway.config import MetricsSection, ReviewSection, Settings, StoreSection
 from gateway.review.service import running
 from gateway.review.users import create_token
 from gateway.web.config import WebSection
@@ -77,9 +77,11 @@ async def test_page_and_api_on_one_port_over_tls(recorded: str, tmp_path: Path) 
         store=StoreSection(dsn=SecretStr(recorded), pool_size=2),
         review=ReviewSection(port=0),
         web=WebSection(tls_cert_file=cert, tls_key_file=key),
+        metrics=MetricsSection(port=0),
     )
     client_tls = ssl.create_default_context(cafile=str(cert))
-    async with running(settings) as port:
+    async with running(settings) as listening:
+        port = listening.port
         base = f"https://localhost:{port}"
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(
@@ -104,6 +106,22 @@ async def test_page_and_api_on_one_port_over_tls(recorded: str, tmp_path: Path) 
                 base + "/api/v1/me", headers={"Authorization": f"Bearer {token}"}
             ) as r:
                 assert r.status == 200 and (await r.json())["user"] == "vic"
+            async with s.get(base + "/api/v1/nothing-here") as r:
+                assert r.status in (401, 404)
+        # Metrics and health on their own loopback port, counting the requests above.
+        assert listening.metrics is not None and listening.metrics.port
+        async with aiohttp.ClientSession() as s:
+            murl = listening.metrics.url
+            async with s.get(murl + "/readyz") as r:
+                assert r.status == 200
+                assert (await r.json())["checks"]["database"]["ok"] is True
+            async with s.get(murl + "/metrics") as r:
+                text = await r.text()
+            assert 'mesgw_build_info{component="review"' in text
+            assert 'mesgw_review_requests_total{kind="page",status="2xx"}' in text
+            assert 'mesgw_review_requests_total{kind="api",status="2xx"} 1.0' in text
+            assert "mesgw_review_request_seconds_bucket" in text
+            assert "mesgw_review_db_pool_size" in text
         # Plain HTTP to the TLS port gets no page.
         async with aiohttp.ClientSession() as s:
             with pytest.raises(aiohttp.ClientError):
