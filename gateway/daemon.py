@@ -188,6 +188,21 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
                         "outbox not flushed; kept on disk for the next start",
                         depth=outbox.stats().depth,
                     )
+                if recorder is not None and flushed:
+                    # The broker has every event; the in-process recorder gets them a moment
+                    # later. Stopping it first would leave them at the broker until the next
+                    # start (kept, not lost), and the store behind the line until then.
+                    n.status("stopping: recording the last events")
+                    last = outbox.stats().last_seq
+                    if not await recorder.wait_stored(
+                        settings.gateway.id, last, settings.gateway.flush_timeout_s
+                    ):
+                        log.warning(
+                            "recorder stopped before storing the last events; the broker"
+                            " keeps them for its next start",
+                            last_seq=last,
+                            stored_seq=recorder.stored_seq.get(settings.gateway.id, 0),
+                        )
                 await publisher.stop()
                 if recorder is not None:
                     await recorder.stop()

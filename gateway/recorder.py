@@ -129,6 +129,10 @@ class Recorder:
         self._session_since = 0  # the connection (epoch) the broker's session began with
         self.stats = RecorderStats()
         self.commit_seconds = commit_histogram()
+        # The highest sequence number stored per gateway, and a wake-up after each commit:
+        # an in-process recorder's orderly stop waits until it has the gateway's last event.
+        self.stored_seq: dict[str, int] = {}
+        self._committed = asyncio.Event()
         self._db_checked_at = -1e9  # monotonic time of the last readiness probe
         self._db_checked: tuple[bool, str] = (False, "not checked")
 
@@ -171,6 +175,19 @@ class Recorder:
             else:
                 self._db_checked = (True, "reachable")
         return self._db_checked
+
+    async def wait_stored(self, gateway: str, seq: int, timeout: float) -> bool:
+        """True once an event of `gateway` with sequence number `seq` or later is stored
+        (deliveries of one publisher arrive in order); False after `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.stored_seq.get(gateway, 0) < seq:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self._committed.clear()
+            await wait_event(self._committed, left)
+        return True
 
     async def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker has granted the subscriptions (at least once)."""
@@ -329,6 +346,11 @@ class Recorder:
         except _Abandoned:
             return
         self.commit_seconds.observe(time.perf_counter() - started)
+        for received in events:
+            e = received.event
+            if e.seq > self.stored_seq.get(e.gateway, 0):
+                self.stored_seq[e.gateway] = e.seq
+        self._committed.set()
         self.stats.batches += 1
         self.stats.written += inserted
         self.stats.duplicates += repeated + len(events) - inserted
