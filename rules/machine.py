@@ -25,8 +25,8 @@ from collections import Counter as Tally
 from collections.abc import Callable
 from typing import Any
 
-from connectors.sample import Link, Sample
-from gateway.events import Draft
+from common.events import Draft
+from common.sample import Link, Sample
 from rules.calendar import Calendar, ShiftCursor
 from rules.counters import ATTENTION, GAP, OK, RESTART, Counter, as_count
 from rules.debounce import StateDebouncer

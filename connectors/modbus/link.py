@@ -19,7 +19,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
 if TYPE_CHECKING:
-    from gateway.config import ModbusConnector
+    from connectors.modbus.config import ModbusConnector
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
