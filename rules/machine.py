@@ -9,13 +9,14 @@ A state change of the machine itself (its state tag, or the counts stopping and 
 is a candidate until it has lasted `min_state_s`, then dated from its start; counts are cut
 at that instant too, so each count interval lies in one state, one order and one shift.
 
-`Machine` is the conductor: it keeps the machine's time and feeds each reading, and each
-instant that comes due, through parts that each own one thing (README, "Inside the rules"):
-`MachineTags` (rules.tags), `Counter` (rules.counters), `CountInterval` (rules.interval),
-`CountGap` (rules.gap), `OwnState` (rules.own_state) with `StateTag` (rules.states) and
-`CountWatch` (rules.inferred), `StateDebouncer` (rules.debounce), `PublishedState`
-(rules.published), `DowntimeTracker` (rules.downtime_tracker), `OrderTracker`
-(rules.work_order) and `ShiftCursor` (rules.calendar); `Drafts` (rules.drafts) writes.
+`Machine` is the conductor: its time (`MachineTime`, rules.machine_time) decides what is due
+and when; it feeds each reading, and each instant that comes due, through parts that each
+own one thing (README, Architecture): `MachineTags` (rules.tags), `Counter`
+(rules.counters), `CountInterval` (rules.interval), `CountGap` (rules.gap), `OwnState`
+(rules.own_state) with `StateTag` (rules.states) and `CountWatch` (rules.inferred),
+`StateDebouncer` (rules.debounce), `PublishedState` (rules.published), `DowntimeTracker`
+(rules.downtime_tracker), `OrderTracker` (rules.work_order) and `ShiftCursor`
+(rules.calendar); `Drafts` (rules.drafts) writes the events.
 """
 
 from __future__ import annotations
