@@ -72,9 +72,9 @@ class Machine:
         self.roles = self.tags.roles
         self.state_tag = self.tags.state_tag
         self.values = self.tags.values
+        self.link_up = False  # the connector's link: no data while it is down
 
-        self.link_up = False
-        # the parts
+        # The parts, each owning one thing (see the module docstring).
         self.drafts = Drafts(spec.area, spec.line, spec.id, out)
         self.shift = ShiftCursor(calendar)
         self.counting = CounterRoles(set(self.roles.values()))
@@ -120,12 +120,13 @@ class Machine:
         self.time = time = MachineTime(
             self.interval, self.shift, self.debounce, self.watch, self.downtime, self.stats
         )
-        time.on_start, time.on_restart, time.on_grid = self._start, self._restart, self._grid
-        time.on_calendar, time.on_confirm, time.on_no_parts = (
-            self._calendar,
-            self._confirm,
-            self._no_parts,
-        )
+        # What the machine does as its time passes.
+        time.on_start = self._start
+        time.on_restart = self._restart
+        time.on_grid = self._grid
+        time.on_calendar = self._calendar
+        time.on_confirm = self._confirm
+        time.on_no_parts = self._no_parts
 
     @property
     def stats(self) -> Tally[str]:
@@ -199,6 +200,8 @@ class Machine:
             self._go_unknown(t, f"link down: {error}" if error else "link down", GAP)
         self.time.settle()
 
+    # -- as time passes: MachineTime calls these at their instants -----------------------------
+
     def _start(self, t: float) -> None:
         self.shift.segment = self.shift.at(t)
         self.interval.start = t
@@ -247,8 +250,6 @@ class Machine:
             self.shift.segment = seg
             self.state.apply(e)
         self.own.rearm(e, self.link_up)
-
-    # -- the machine's own state ----------------------------------------------------------------
 
     def _confirm(self, e: float) -> None:
         self.state.confirmed(self.debounce.confirm())
