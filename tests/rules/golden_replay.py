@@ -1,7 +1,7 @@
 """The golden replay: recorded sample logs through the rules, every event as a JSON line.
 
 `golden/<name>/` holds a gateway config (`config.toml`), the sample log a run recorded
-(`samples.jsonl.gz`: `make demo`'s, the end-to-end test's, and a made-up morning from
+(`samples.jsonl.gz`: `make demo`'s (a 45 s and a 120 s run), the end-to-end test's, a morning from
 `golden_plant.py`), optionally a `schedule.csv`, and what replaying them made when they
 were recorded: `events.jsonl.gz` (every event, as `mesgw replay --events` writes them, then
 each command's reply) and `snapshot.json` (the rules' saved state at the end).
