@@ -13,12 +13,14 @@ from connectors.modbus.cli import register as register_modbus
 from connectors.simulator.cli import register as register_simulate
 from gateway import __version__
 from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
+from gateway.counts import register as register_counts
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure
 from gateway.opcua_cli import register as register_opcua
 from gateway.orders.cli import register as register_orders
 from gateway.replay import register as register_replay
 from gateway.report import register as register_report
+from gateway.review.cli import register as register_review
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -133,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_simulate(sub)
     register_modbus(sub)
     register_report(sub)
+    register_counts(sub)
     register_replay(sub)
+    register_review(sub)
     return parser
 
 

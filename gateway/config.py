@@ -50,6 +50,7 @@ from connectors.tags import DataType as DataType
 from connectors.tags import TagConfig as TagConfig
 from connectors.tags import TagRole as TagRole
 from gateway.errors import ConfigError
+from gateway.web.config import WebSection
 from rules.config import (
     ReasonConfig,
     ReasonRule,
@@ -163,6 +164,24 @@ class LoggingSection(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+# Default metrics ports per command, so a gateway and a recorder on one box never collide.
+METRICS_PORTS = {"run": 9464, "record": 9465, "review": 9466}
+
+
+class MetricsSection(Section):
+    """Prometheus `/metrics`, `/healthz` and `/readyz` over HTTP (gateway.metrics)."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1, description="loopback unless set")
+    port: int | None = Field(
+        None, ge=0, le=65535, description="default 9464 (run), 9465 (record), 9466 (review)"
+    )
+
+    def port_for(self, command: str) -> int:
+        """The port this command listens on (0 = any free port)."""
+        return self.port if self.port is not None else METRICS_PORTS[command]
+
+
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (`localhost`, 127.0.0.0/8, ::1)."""
     if host == "localhost":
@@ -201,6 +220,37 @@ class OrdersSection(Section):
     command_max_age_s: float = Field(
         60.0, ge=0, description="refuse commands whose ts/sent_at is older; 0 = no limit"
     )
+
+
+class ReviewExportSection(Section):
+    """`[review.export]`: the shape of the ERP confirmation file."""
+
+    delimiter: Literal[",", ";", "\t", "|"] = Field(";", description="CSV field separator")
+    decimal_comma: bool = Field(False, description="1234,5 instead of 1234.5 in CSV")
+    unit: str = Field("PCE", min_length=1, max_length=8, description="unit of measure of parts")
+    work_centres: dict[Ident, str] = Field(
+        default_factory=dict, description="machine id → ERP work centre (default: the line)"
+    )
+    operations: dict[Ident, str] = Field(
+        default_factory=dict, description="machine id → ERP operation number (default: id)"
+    )
+
+
+class ReviewSection(Section):
+    """`mesgw review`: the clerk's service beside the database (API under /api/v1/)."""
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8090, ge=0, le=65535, description="0 = any free port")
+    quantity_tolerance_pct: float = Field(
+        2.0, ge=0, description="orders whose good + scrap is further off their quantity are queued"
+    )
+    micro_stop_s: float = Field(120.0, gt=0, description="longer open stops without reason queue")
+    no_order_min_s: float = Field(60.0, ge=0, description="less time with no order is not queued")
+    queue_days: float = Field(7.0, gt=0, description="default queue window: the last N days")
+    token_cache_s: float = Field(
+        60.0, ge=0, description="a verified API token is trusted this long"
+    )
+    export: ReviewExportSection = ReviewExportSection()
 
 
 class SamplesSection(Section):
@@ -384,6 +434,9 @@ class Settings(BaseSettings):
     api: ApiSection = ApiSection()
     orders: OrdersSection = OrdersSection()
     samples: SamplesSection = SamplesSection()
+    review: ReviewSection = ReviewSection()
+    web: WebSection = WebSection()
+    metrics: MetricsSection = MetricsSection()
     rules: RulesSection = RulesSection()
     shifts: dict[Ident, ShiftCalendar] = Field(default_factory=dict)
     reasons: list[ReasonConfig] = Field(default_factory=list)

@@ -1,6 +1,6 @@
 """The event contract (`mes.event/1`): envelope, per-type data, ids, and MQTT topic mapping.
 
-These models are the public contract of ../shared/design/contract.md; `gateway/schema/*.json`
+These models are the public contract (gateway/schemas/CONTRACT.md); `gateway/schemas/*.json`
 is generated from them (`python -m gateway.schema`) and a test fails when the two drift.
 """
 

@@ -30,6 +30,13 @@ _FUNCTIONS: Final[dict[str, tuple[str, str]]] = {
     "shift": ("oee_by_shift", "shift_start NULLS FIRST, shift_id"),
     "hour": ("oee_by_machine_hour", "hour"),
 }
+# Held counts (parts the rules could not vouch for, waiting for a clerk) belong to a row by
+# machine and the row's order, shift or hour; they are never part of its figures.
+_HELD_SCOPE: Final[dict[str, str]] = {
+    "order": "h.order_id IS NOT DISTINCT FROM o.order_id",
+    "shift": "h.shift_id IS NOT DISTINCT FROM o.shift_id",
+    "hour": "h.ts >= o.hour AND h.ts < o.hour + interval '1 hour'",
+}
 # Without --from, an hourly report covers the last day rather than all history.
 DEFAULT_HOURS = 24
 
@@ -44,36 +51,53 @@ async def fetch_oee(
     micro_stops: str | None = None,
 ) -> list[dict[str, Any]]:
     """The OEE rows for the window [start, end) (open-ended where None), per machine."""
+    function, order = _FUNCTIONS[by]
+    sql = (
+        "SELECT o.*, coalesce(held.parts, 0)::bigint AS held"
+        f" FROM {function}(coalesce($1, '-infinity'::timestamptz),"
+        " coalesce($2, 'infinity'::timestamptz), $3) o"
+        # Held and not yet decided (held_counts_shown, migration 0009): parts a clerk has
+        # accepted are in the figures, rejected ones in none.
+        " LEFT JOIN LATERAL (SELECT sum(h.claimed) AS parts FROM held_counts_shown h"
+        " WHERE (h.site, h.area, h.line, h.machine) = (o.site, o.area, o.line, o.machine)"
+        " AND h.decision = 'pending'"
+        f" AND {_HELD_SCOPE[by]}"
+        " AND h.ts >= coalesce($1, '-infinity'::timestamptz)"
+        " AND h.ts < coalesce($2, 'infinity'::timestamptz)) held ON true"
+        " WHERE $4::text IS NULL OR o.machine = $4"
+        f" ORDER BY o.site, o.area, o.line, o.machine, {order}"
+    )
+    return await fetch_rows(
+        store, sql, (start, end, micro_stops, machine), f"computing OEE by {by}"
+    )
+
+
+async def fetch_rows(
+    store: StoreSection, sql: str, args: Sequence[Any], what: str
+) -> list[dict[str, Any]]:
+    """Run one report query on its own connection; a store that lacks the schema the query
+    needs is told to migrate, any other failure says what was being done."""
     import asyncpg
 
     from gateway.store import connect, describe
 
-    function, order = _FUNCTIONS[by]
-    sql = (
-        f"SELECT * FROM {function}(coalesce($1, '-infinity'::timestamptz),"
-        " coalesce($2, 'infinity'::timestamptz), $3)"
-        " WHERE $4::text IS NULL OR machine = $4"
-        f" ORDER BY site, area, line, machine, {order}"
-    )
     conn = await connect(store)
     try:
         # The planner cannot see how few hours a record spans, so large windows look costly
         # enough for JIT compilation, which took longer than the query it compiled (0.5 s of
         # 1 s for a day of 50 machines).
         await conn.execute("SET jit = off")
-        rows = await conn.fetch(sql, start, end, micro_stops, machine)
-    except asyncpg.UndefinedFunctionError as err:
-        raise StoreError(
-            f"{describe(store)} has no {function}(): run `mesgw db migrate` first"
-        ) from err
+        rows = await conn.fetch(sql, *args)
+    except (asyncpg.UndefinedFunctionError, asyncpg.UndefinedTableError) as err:
+        raise StoreError(f"{describe(store)} lacks {err}: run `mesgw db migrate` first") from err
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
-        raise StoreError(f"computing OEE by {by} failed: {err}") from err
+        raise StoreError(f"{what} failed: {err}") from err
     finally:
         await conn.close()
     return [dict(r) for r in rows]
 
 
-def _parse_time(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError as err:
@@ -88,7 +112,7 @@ def _window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]
     start: datetime | None = args.start
     end: datetime | None = args.end
     if start is not None and end is not None and end <= start:
-        raise GatewayError(f"--to ({_iso(end)}) must be after --from ({_iso(start)})")
+        raise GatewayError(f"--to ({iso(end)}) must be after --from ({iso(start)})")
     if args.by == "hour" and start is None:
         latest = end or datetime.now(UTC)
         start = latest.replace(minute=0, second=0, microsecond=0) - timedelta(
@@ -97,15 +121,15 @@ def _window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]
     return start, end
 
 
-def _iso(ts: datetime) -> str:
+def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, datetime):
-        return _iso(value)
+        return iso(value)
     return value
 
 
@@ -127,7 +151,7 @@ def _label(row: dict[str, Any], by: str) -> str:
         if row["shift_id"] is None:
             return "(no shift)"
         return f"{row['shift_name'] or ''} {row['shift_id']}".strip()
-    return _iso(row["hour"])
+    return iso(row["hour"])
 
 
 def _micro_stops_note(counted: str) -> str:
@@ -136,8 +160,32 @@ def _micro_stops_note(counted: str) -> str:
     return f"micro-stops counted as {counted} loss"
 
 
+# A performance above 100 % means the machine made parts faster than its ideal cycle time
+# allows: the configured ideal cycle time is too long (ISO 22400 caps nothing; we flag it).
+OVER_100 = "!"
+OVER_100_NOTE = (
+    f"{OVER_100} performance above 100 %: the machine ran faster than its ideal cycle time"
+    " allows; the ideal cycle time (order or machine ideal_cycle_time_s) is too long"
+)
+
+
+def _empty_outside(row: dict[str, Any], by: str) -> bool:
+    """A row for time outside any order or shift with nothing in it: no scheduled time, no
+    parts, nothing held. It tells the clerk nothing, so the table leaves it out."""
+    outside = (by == "order" and row["order_id"] is None) or (
+        by == "shift" and row["shift_id"] is None
+    )
+    return outside and not row["scheduled_s"] and not row["produced"] and not row["held"]
+
+
+def _performance(ratio: Decimal | None) -> str:
+    text = _percent(ratio)
+    return f"{text} {OVER_100}" if ratio is not None and ratio > 1 else text
+
+
 def render(rows: Sequence[dict[str, Any]], by: str) -> str:
-    """A plain-text table: times as h:mm:ss, ratios in percent, '-' where undefined."""
+    """A plain-text table: times as h:mm:ss, ratios in percent, '-' where undefined; held
+    parts in their own column, never in produced or good; performance above 100 % flagged."""
     header = (
         "machine",
         by,
@@ -148,6 +196,7 @@ def render(rows: Sequence[dict[str, Any]], by: str) -> str:
         "run",
         "produced",
         "good",
+        "held",
         "A %",
         "P %",
         "Q %",
@@ -166,8 +215,9 @@ def render(rows: Sequence[dict[str, Any]], by: str) -> str:
                 _duration(r["run_s"]),
                 str(r["produced"]),
                 str(r["good"]),
+                str(r["held"]),
                 _percent(r["availability"]),
-                _percent(r["performance"]),
+                _performance(r["performance"]),
                 _percent(r["quality"]),
                 _percent(r["oee"]),
             )
@@ -181,6 +231,23 @@ def render(rows: Sequence[dict[str, Any]], by: str) -> str:
         ]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
+
+
+def footnotes(rows: Sequence[dict[str, Any]], omitted: int, by: str) -> list[str]:
+    """What the reader of the table must know: flags used, rows left out, parts held."""
+    notes = []
+    if any(r["performance"] is not None and r["performance"] > 1 for r in rows):
+        notes.append(OVER_100_NOTE)
+    held = sum(r["held"] for r in rows)
+    if held:
+        notes.append(
+            f"held: {held} parts the rules could not vouch for, in no total until a clerk"
+            " accepts them (`mesgw counts held`, `mesgw correct held`)"
+        )
+    if omitted:
+        outside = "order" if by == "order" else "shift"
+        notes.append(f"{omitted} empty row(s) outside any {outside} left out (see --json)")
+    return notes
 
 
 def cmd_oee(args: argparse.Namespace) -> int:
@@ -199,14 +266,17 @@ def cmd_oee(args: argparse.Namespace) -> int:
         )
     )
     if args.json:
-        print(json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in rows], indent=2))
+        print(json.dumps([{k: jsonable(v) for k, v in r.items()} for r in rows], indent=2))
         return 0
-    span = f"{_iso(start) if start else 'the beginning'} to {_iso(end) if end else 'now'}"
+    span = f"{iso(start) if start else 'the beginning'} to {iso(end) if end else 'now'}"
     if not rows:
         print(f"OEE by {args.by}, {span}: no data")
         return 0
     print(f"OEE by {args.by}, {span}; {_micro_stops_note(rows[0]['micro_stops'])}")
-    print(render(rows, args.by))
+    shown = [r for r in rows if not _empty_outside(r, args.by)]
+    print(render(shown, args.by))
+    for note in footnotes(shown, len(rows) - len(shown), args.by):
+        print(note)
     return 0
 
 
@@ -227,11 +297,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--from",
         dest="start",
         metavar="TIME",
-        type=_parse_time,
+        type=parse_time,
         help=f"window start (default: all history; by hour: the last {DEFAULT_HOURS} hours)",
     )
     oee.add_argument(
-        "--to", dest="end", metavar="TIME", type=_parse_time, help="window end (default: now)"
+        "--to", dest="end", metavar="TIME", type=parse_time, help="window end (default: now)"
     )
     oee.add_argument(
         "--micro-stops",

@@ -46,12 +46,15 @@ from gateway.events import (
     DowntimeData,
     Event,
     EventType,
+    HeldCountData,
     OrderData,
     ShiftBreak,
     ShiftData,
     StateBucket,
     StateData,
 )
+from gateway.review.actions import decide_held
+from gateway.review.users import Actor
 from gateway.store import connect, migrate, write_batch
 from gateway.testing import received
 
@@ -801,16 +804,18 @@ async def test_the_report_prints_the_figures_the_sql_computes(
     )
     assert out[1].split() == [
         *("machine", "order", "scheduled", "planned", "busy", "downtime", "micro-stops"),
-        *("run", "produced", "good", "A", "%", "P", "%", "Q", "%", "OEE", "%"),
+        *("run", "produced", "good", "held", "A", "%", "P", "%", "Q", "%", "OEE", "%"),
     ]
     # o-b: PBT 3:30:00, downtime 990 s, micro-stops 90 s, APT 11,700 s with micro-stops as
     # performance loss: A 92.9 %, P 88.9 %, Q 99.0 %, OEE 81.7 %.
-    assert out[4].split() == [
+    assert out[3].split() == [
         *("s1/a1/l1/m1", "o-b", "4:00:00", "3:30:00", "0:16:30", "0:01:30", "3:15:00"),
-        *("5200", "5150", "92.9", "88.9", "99.0", "81.7"),
+        *("5200", "5150", "0", "92.9", "88.9", "99.0", "81.7"),
     ]
-    assert out[2].split()[1:3] == ["(no", "order)"]
-    assert out[2].split()[-4:] == ["-", "-", "-", "-"]  # nothing scheduled: no ratios
+    # The time outside any order (before and after the shift) had nothing scheduled, made
+    # nothing and holds nothing: the table leaves the row out and says so; JSON keeps it.
+    assert out[2].split()[1] == "o-a"
+    assert out[-1] == "1 empty row(s) outside any order left out (see --json)"
 
     # By default micro-stops are charged as each downtime recorded, and the header says so.
     assert await report("--by", "shift", "--config", cfg, *window) == 0
@@ -818,7 +823,8 @@ async def test_the_report_prints_the_figures_the_sql_computes(
     assert out[0].endswith(
         "; micro-stops charged as each downtime recorded (rules.micro_stop_loss)"
     )
-    assert out[3].split()[-4:] == ["89.7", "84.3", "98.5", "74.4"]
+    assert out[2].split()[1:3] == ["early", SHIFT]
+    assert out[2].split()[-4:] == ["89.7", "84.3", "98.5", "74.4"]
 
     assert await report("--by", "order", "--machine", "m9", "--config", cfg, *window) == 0
     assert "no data" in capsys.readouterr().out
@@ -899,3 +905,126 @@ async def test_a_starved_stop_is_charged_as_the_rules_recorded_it(
     assert tuple(downtime) == ("starved", loss, False)
     assert (row["downtime_s"], row["run_s"]) == (downtime_s, run_s)
     assert row["availability"] == Decimal(run_s) / 1200
+
+
+def held_day() -> list[Event]:
+    """The shift day, plus a counter that jumped by 1,000,000 during o-b (held, never
+    counted) and a machine m2 whose ideal cycle time is too long (3 s against a real 2.4 s)."""
+    line = Line()
+    line.events = shift_day()
+    line.seq = len(line.events)
+    held = HeldCountData(
+        held_id="m1-good-1741089600000",
+        counter="good",
+        role="good_count",
+        old_raw=1_020,
+        new_raw=1_001_020,
+        claimed=1_000_000,
+        plausible_max=45,
+        reason="spike",
+        start=at(11, 59, 30),
+        end=at(12),
+    )
+    line.emit("count.held", at(12), held, "o-b")
+    order = OrderData(order_id="o-m2", status="running", ideal_cycle_time_s=3.0)
+    line.emit("order.started", at(6), order, "o-m2", machine="m2")
+    line.state(at(6), "running", "o-m2", machine="m2")
+    line.count(at(6), at(7), 1500, 1500, "o-m2", ideal=3.0, machine="m2")
+    line.state(at(7), "not_scheduled", None, machine="m2")
+    return line.events
+
+
+async def test_the_report_shows_held_parts_apart_and_flags_performance_above_100(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await migrate(store(pg_dsn))
+    c = await connect(store(pg_dsn))
+    try:
+        await write_batch(c, [received(e) for e in held_day()], [])
+    finally:
+        await c.close()
+    cfg = str(config_file(tmp_path, pg_dsn))
+    window = ["--from", "2025-03-04T05:00Z", "--to", "2025-03-04T15:00Z"]
+
+    assert await report("--by", "order", "--config", cfg, *window) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[1]: line.split() for line in out[2:] if line.startswith("s1/")}
+    # The million parts are held: o-b's produced and good are the shift day's, unchanged.
+    assert rows["o-b"][7:10] == ["5200", "5150", "1000000"]
+    assert rows["o-a"][9] == "0"
+    # m2 made 1,500 parts in an hour at an ideal 3 s: performance 125 %, flagged.
+    assert rows["o-m2"][7:13] == ["1500", "1500", "0", "100.0", "125.0", "!"]
+    assert "!" not in rows["o-b"]  # no flag where performance is below 100 %
+    assert out[-3].startswith("! performance above 100 %: the machine ran faster")
+    assert out[-2].startswith("held: 1000000 parts the rules could not vouch for")
+    assert out[-1] == "2 empty row(s) outside any order left out (see --json)"
+
+    # By shift and by hour, the held parts land in their shift and their hour.
+    assert await report("--by", "shift", "--json", "--config", cfg, *window) == 0
+    shifts = json.loads(capsys.readouterr().out)
+    assert {(r["machine"], r["shift_id"]): r["held"] for r in shifts} == {
+        ("m1", None): 0,
+        ("m1", SHIFT): 1_000_000,
+        ("m2", None): 0,
+        ("m2", SHIFT): 0,
+    }
+    assert await report("--by", "hour", "--json", "--config", cfg, *window) == 0
+    hours = json.loads(capsys.readouterr().out)
+    assert {r["hour"]: r["held"] for r in hours if r["held"]} == {"2025-03-04T12:00:00Z": 1_000_000}
+
+    # `mesgw counts held` lists it with what the counter showed.
+    assert await asyncio.to_thread(main, ["counts", "held", "--config", cfg]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text == [
+        "m1-good-1741089600000  s1/a1/l1/m1  order o-b  shift " + SHIFT,
+        "  good (good_count): 1020 at 2025-03-04T11:59:30Z -> 1001020 at 2025-03-04T12:00:00Z",
+        "  claims 1000000 parts, plausible at most 45; held: spike (faster than the machine"
+        " can make parts)",
+        "  pending: accept or reject it with `mesgw correct held`",
+        "1 held count(s), 1 pending; 1000000 parts in no total",
+    ]
+    args = ["counts", "held", "--json", "--order", "o-a", "--config", cfg]
+    assert await asyncio.to_thread(main, args) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    args = ["counts", "held", "--json", "--machine", "m1", "--from", "2025-03-04T12:00Z"]
+    assert await asyncio.to_thread(main, [*args, "--config", cfg]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["claimed"], listed["plausible_max"], listed["reason"]) == (
+        1_000_000,
+        45,
+        "spike",
+    )
+
+    # A clerk's decision (migration 0009) is what the report and the list show from then on.
+    c = await asyncpg.connect(pg_dsn)
+    try:
+        await c.execute("INSERT INTO users (name, role) VALUES ('clerk1', 'clerk')")
+        await decide_held(
+            c,
+            Actor("clerk1", "clerk", "cli"),
+            held_id="m1-good-1741089600000",
+            accept=True,
+            parts=40,
+            reason="40 were real",
+        )
+    finally:
+        await c.close()
+    assert await report("--by", "order", "--config", cfg, *window) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[1]: line.split() for line in out[2:] if line.startswith("s1/")}
+    assert rows["o-b"][7:10] == ["5240", "5190", "0"]
+    assert not any(line.startswith("held:") for line in out)
+    assert await asyncio.to_thread(main, ["counts", "held", "--config", cfg]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[-2:] == [
+        "  partly accepted by clerk1: 40 parts counted",
+        "1 held count(s), 0 pending; 999960 parts in no total",
+    ]
+
+
+async def test_counts_held_on_an_unmigrated_store_says_to_migrate(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = str(config_file(tmp_path, pg_dsn))
+    assert await asyncio.to_thread(main, ["counts", "held", "--config", cfg]) == 1
+    assert "run `mesgw db migrate` first" in capsys.readouterr().err

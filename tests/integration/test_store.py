@@ -52,6 +52,11 @@ TABLES = {
     "oee_settings",
     "planned_orders",
     "held_counts",
+    "web_sessions",
+    "users",
+    "api_tokens",
+    "export_runs",
+    "export_lines",
 }
 PLAIN_FILES = [m.file for m in load_migrations("plain")]
 # Migrations after 0007 are checked by their own tests; here they only have to follow in order.
@@ -241,11 +246,15 @@ async def test_a_plain_database_stays_plain_and_refuses_on(migrated: str) -> Non
 
 
 async def test_revisions_are_append_only(conn: asyncpg.Connection) -> None:
-    await conn.execute(
-        "INSERT INTO revisions (author, entity, entity_id, action, old_value, new_value, reason)"
-        " VALUES ('clerk1', 'work_order', 'o-1', 'adjust', '{\"good\": 10}', '{\"good\": 9}',"
-        " 'one part scrapped at inspection')"
+    # The shape of migration 0009 (tests/review covers the actions that write it).
+    await conn.execute("INSERT INTO users (name, role) VALUES ('clerk1', 'clerk')")
+    insert = (
+        "INSERT INTO revisions (change_id, user_name, source, action, target_kind, target_key,"
+        " target_rev, site, area, line, machine, order_id, field, old_value, new_value, reason)"
+        " VALUES (gen_random_uuid(), 'clerk1', 'cli', 'adjust', 'order', '[\"o-1\"]', $1,"
+        " 's1', 'a1', 'l1', 'm1', 'o-1', 'good', '10', '9', $2)"
     )
+    await conn.execute(insert, 1, "one part scrapped at inspection")
     with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
         await conn.execute("UPDATE revisions SET reason = 'changed my mind'")
     with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
@@ -253,10 +262,9 @@ async def test_revisions_are_append_only(conn: asyncpg.Connection) -> None:
     with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
         await conn.execute("TRUNCATE revisions")
     with pytest.raises(asyncpg.CheckViolationError):
-        await conn.execute(
-            "INSERT INTO revisions (author, entity, entity_id, action, reason)"
-            " VALUES ('clerk1', 'work_order', 'o-1', 'confirm', '  ')"
-        )
+        await conn.execute(insert, 2, "  ")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await conn.execute(insert, 1, "the same revision number twice")
     assert await conn.fetchval("SELECT count(*) FROM revisions") == 1
 
 
