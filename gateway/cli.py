@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from connectors.modbus.cli import register as register_modbus
-from connectors.opcua.cli import register as register_opcua
 from connectors.simulator.cli import register as register_simulate
 from gateway import __version__
 from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
 from gateway.counts import register as register_counts
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure
+from gateway.opcua_cli import register as register_opcua
 from gateway.orders.cli import register as register_orders
 from gateway.replay import register as register_replay
 from gateway.report import register as register_report

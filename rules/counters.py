@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gateway.events import CountQuality
+from common.events import CountQuality
 
 # Quality flags by rank: an interval holding several deltas carries the highest. A spike is
 # held, never counted; the flag stays in the contract for records of older gateways.

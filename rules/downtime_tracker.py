@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any, cast
 
-from gateway.events import DowntimeData
+from common.events import DowntimeData
 from rules.calendar import ms_of, utc
 from rules.downtime import Downtime, downtime_id
 from rules.drafts import Drafts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from gateway.events import (
+from common.events import (
     CountData,
     CountQuality,
     Draft,

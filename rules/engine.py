@@ -13,8 +13,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from connectors.sample import Link, Sample
-from gateway.events import Draft
+from common.events import Draft
+from common.sample import Link, Sample
 from rules.calendar import Calendar, utc
 from rules.inputs import CommandResult, OrderCommand, PlannedOrder, Tick
 from rules.machine import Machine

@@ -9,13 +9,14 @@ A state change of the machine itself (its state tag, or the counts stopping and 
 is a candidate until it has lasted `min_state_s`, then dated from its start; counts are cut
 at that instant too, so each count interval lies in one state, one order and one shift.
 
-`Machine` is the conductor: it keeps the machine's time and feeds each reading, and each
-instant that comes due, through parts that each own one thing (README, "Inside the rules"):
-`MachineTags` (rules.tags), `Counter` (rules.counters), `CountInterval` (rules.interval),
-`CountGap` (rules.gap), `OwnState` (rules.own_state) with `StateTag` (rules.states) and
-`CountWatch` (rules.inferred), `StateDebouncer` (rules.debounce), `PublishedState`
-(rules.published), `DowntimeTracker` (rules.downtime_tracker), `OrderTracker`
-(rules.work_order) and `ShiftCursor` (rules.calendar); `Drafts` (rules.drafts) writes.
+`Machine` is the conductor: its time (`MachineTime`, rules.machine_time) decides what is due
+and when; it feeds each reading, and each instant that comes due, through parts that each
+own one thing (README, Architecture): `MachineTags` (rules.tags), `Counter`
+(rules.counters), `CountInterval` (rules.interval), `CountGap` (rules.gap), `OwnState`
+(rules.own_state) with `StateTag` (rules.states) and `CountWatch` (rules.inferred),
+`StateDebouncer` (rules.debounce), `PublishedState` (rules.published), `DowntimeTracker`
+(rules.downtime_tracker), `OrderTracker` (rules.work_order) and `ShiftCursor`
+(rules.calendar); `Drafts` (rules.drafts) writes the events.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from collections import Counter as Tally
 from collections.abc import Callable
 from typing import Any
 
-from connectors.sample import Link, Sample
-from gateway.events import Draft
+from common.events import Draft
+from common.sample import Link, Sample
 from rules.calendar import Calendar, ShiftCursor
 from rules.counters import ATTENTION, GAP, OK, RESTART, Counter, as_count
 from rules.debounce import StateDebouncer
@@ -71,9 +72,9 @@ class Machine:
         self.roles = self.tags.roles
         self.state_tag = self.tags.state_tag
         self.values = self.tags.values
+        self.link_up = False  # the connector's link: no data while it is down
 
-        self.link_up = False
-        # the parts
+        # The parts, each owning one thing (see the module docstring).
         self.drafts = Drafts(spec.area, spec.line, spec.id, out)
         self.shift = ShiftCursor(calendar)
         self.counting = CounterRoles(set(self.roles.values()))
@@ -119,12 +120,13 @@ class Machine:
         self.time = time = MachineTime(
             self.interval, self.shift, self.debounce, self.watch, self.downtime, self.stats
         )
-        time.on_start, time.on_restart, time.on_grid = self._start, self._restart, self._grid
-        time.on_calendar, time.on_confirm, time.on_no_parts = (
-            self._calendar,
-            self._confirm,
-            self._no_parts,
-        )
+        # What the machine does as its time passes.
+        time.on_start = self._start
+        time.on_restart = self._restart
+        time.on_grid = self._grid
+        time.on_calendar = self._calendar
+        time.on_confirm = self._confirm
+        time.on_no_parts = self._no_parts
 
     @property
     def stats(self) -> Tally[str]:
@@ -198,6 +200,8 @@ class Machine:
             self._go_unknown(t, f"link down: {error}" if error else "link down", GAP)
         self.time.settle()
 
+    # -- as time passes: MachineTime calls these at their instants -----------------------------
+
     def _start(self, t: float) -> None:
         self.shift.segment = self.shift.at(t)
         self.interval.start = t
@@ -246,8 +250,6 @@ class Machine:
             self.shift.segment = seg
             self.state.apply(e)
         self.own.rearm(e, self.link_up)
-
-    # -- the machine's own state ----------------------------------------------------------------
 
     def _confirm(self, e: float) -> None:
         self.state.confirmed(self.debounce.confirm())

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from pymodbus.exceptions import ConnectionException, ModbusException
 
+from common.backoff import Backoff
+from common.logging import get_logger
 from connectors.modbus.address import TagSpec, tag_specs
 from connectors.modbus.decode import Decoder, decoder_for
 from connectors.modbus.link import (
@@ -41,11 +43,10 @@ from connectors.modbus.link import (
 from connectors.modbus.plan import Request, plan, split
 from connectors.modbus.wire import SerialLine, Wire, wire_for
 from connectors.sample import Emit, Link, Reading, Sample
-from gateway.backoff import Backoff
-from gateway.logging import get_logger
 
 if TYPE_CHECKING:
-    from gateway.config import ModbusConnector, TagConfig
+    from connectors.modbus.config import ModbusConnector
+    from connectors.tags import TagConfig
 
 log = get_logger("connectors.modbus")
 

@@ -27,7 +27,7 @@ from pymodbus.pdu.register_message import (
 from connectors.modbus.tcp import TcpClient
 
 if TYPE_CHECKING:
-    from gateway.config import ModbusConnector
+    from connectors.modbus.config import ModbusConnector
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient | TcpClient
 

@@ -22,14 +22,15 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaStatusCodeError
 
+from common.backoff import Backoff
+from common.errors import GatewayError
+from common.logging import get_logger
+from connectors.opcua.config import OpcUaConnector
 from connectors.opcua.nodeid import NodeAddress, parse_node_id
 from connectors.opcua.session import open_session
 from connectors.opcua.values import Tag, status_name, to_sample
 from connectors.sample import Emit, Link, Reading, Sample
-from gateway.backoff import Backoff
-from gateway.config import OpcUaConnector, TagConfig
-from gateway.errors import GatewayError
-from gateway.logging import get_logger
+from connectors.tags import TagConfig
 
 log = get_logger("connectors.opcua")
 _T = TypeVar("_T")

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from rules.calendar import ShiftCursor
+from rules.calendar import Segment, ShiftCursor
 from rules.counters import ATTENTION
 from rules.debounce import StateDebouncer
 from rules.downtime_tracker import DowntimeTracker
@@ -157,8 +157,6 @@ def test_what_the_readings_say(
 def test_a_stop_is_inferred_only_while_running_in_sight_and_in_a_shift(
     link_up: bool, changeover: bool, segment: str, tag_value: int, armed: bool
 ) -> None:
-    from rules.calendar import Segment
-
     o = own()
     o.tag.read(tag_value, None)
     o.watch.first = 0.0
