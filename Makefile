@@ -40,8 +40,9 @@ test-integration: venv services pglite
 demo: venv services
 	tools/demo
 
+# `make bench` runs every benchmark; `make bench BENCH=modbus` (or opcua, rules, ...) some.
 bench: venv services
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,159 +1,55 @@
-"""Modbus polling cost beside what plants run today (Node-RED 4.1 + node-red-contrib-modbus).
+"""Modbus collection cost, side by side: Node-RED + node-red-contrib-modbus and `mesgw run`.
 
-Three workloads, as measured for Node-RED on this machine (polling the same registers and
-publishing them raw, undecoded, to MQTT): 100 devices x 100 registers at 1 s, 500 x 30 at
-1 s, 20 x 500 at 100 ms. Here the gateway side polls them with `ModbusDevice` tasks,
-decodes typed tags (uint32 counters, float32 values, int16 states: a 5-register pattern)
-into samples and hands each cycle's batch to a bounded queue drained by a consumer task, as
-the daemon's pipeline does.
+For each workload (100 devices x 100 registers @ 1 s, 500 x 30 @ 1 s, 20 x 500 @ 100 ms;
+`bench.modbus_workload`) one device farm is started (`bench.modbus_farm`: a pymodbus
+server and port per device, in a process of its own) and one private Mosquitto. Then, in
+the same run and alternating, window after window:
 
-Each simulated device is its own pymodbus TCP server on its own port, so each device is its
-own TCP connection, as each PLC is in a plant and as each Node-RED Modbus client was; the
-servers run in a process of their own. The gateway side runs in another process, and only
-that process is measured: CPU from /proc/<pid>/stat (utime + stime) over a steady window
-after a warm-up, memory from /proc/<pid>/status (VmHWM, the peak RSS). Requests per cycle
-are counted by the servers and compared with the minimum, ceil(registers / 125) per device.
+- Node-RED 4.1 with node-red-contrib-modbus 5.23 (tools/ensure-node-red installs them from
+  npm into .cache/node-red on first use) polls every device and publishes each response's
+  raw registers at QoS 1 (MQTT 5), as plants run it;
+- the real `mesgw run` daemon, configured with one machine per device and every register
+  mapped to a typed tag (62 per 100 registers: counters, a PackML state, float32 and int16
+  values), polls the same farm through the rules and the outbox (SQLite, synchronous=full:
+  an fsync per commit) to MQTT 5 at QoS 1.
+
+Each client runs alone during its window (started before it, warmed up, stopped after), so
+the farm's request counts are its own. CPU is utime + stime of the process (Node-RED: the
+node process; the daemon: its Python process) as % of one core over the window, from
+/proc/<pid>/stat; memory is the peak RSS (VmHWM). Requests per device cycle come from the
+farm (the minimum is ceil(registers / 125)); "cycles" says how many polls each device got
+against the number due, and the farm's fewest-served device shows whether one fell behind.
+MQTT messages are counted by a subscriber on the same broker.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import math
 import os
-import random
+import platform
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from bench.modbus_workload import WORKLOADS, Workload, gateway_toml, node_red_flow
 from bench.table import render
 
-WARMUP_S = float(os.environ.get("MESGW_BENCH_MODBUS_WARMUP_S", "5"))
-WINDOW_S = float(os.environ.get("MESGW_BENCH_MODBUS_WINDOW_S", "10"))
-PATTERN = 5  # registers: uint32 counter, float32 value, int16 state
-RSS_TARGET_MB = 150
-
-
-@dataclass(frozen=True)
-class Workload:
-    devices: int
-    registers: int
-    interval_s: float
-    node_red_cpu: float  # % of one core, measured for Node-RED on this machine
-
-    @property
-    def name(self) -> str:
-        every = (
-            f"{self.interval_s:g} s" if self.interval_s >= 1 else f"{self.interval_s * 1000:g} ms"
-        )
-        return f"modbus {self.devices} dev x {self.registers} regs @{every}"
-
-    @property
-    def minimum_requests(self) -> int:
-        """Requests per device and cycle no client can go below (125 registers a read)."""
-        return math.ceil(self.registers / 125)
-
-
-WORKLOADS = (
-    Workload(100, 100, 1.0, 4.5),
-    Workload(500, 30, 1.0, 15.6),
-    Workload(20, 500, 0.1, 28.0),
-)
-
-
-def _tags(registers: int) -> dict[str, Any]:
-    from connectors.modbus.testing import tag_config
-
-    tags = {}
-    for at in range(0, registers - PATTERN + 1, PATTERN):
-        tags[f"count{at}"] = tag_config(f"hr:{at}", type="uint32")
-        tags[f"value{at}"] = tag_config(f"hr:{at + 2}", type="float32")
-        tags[f"state{at}"] = tag_config(f"hr:{at + 4}", type="int16")
-    return tags
-
-
-# -- the simulated devices (their own process) ---------------------------------------------
-
-
-async def _simulate(devices: int, registers: int) -> None:
-    from connectors.modbus.codec import encode
-    from connectors.modbus.testing import ModbusSimulator, Unit
-
-    rng = random.Random(7)
-    sims = []
-    for _ in range(devices):
-        sim = ModbusSimulator({1: Unit(registers=registers, bits=16)})
-        await sim.start()
-        values: list[int] = []
-        for _at in range(0, registers, PATTERN):
-            values += encode(rng.randrange(2**32), "uint32")
-            values += encode(rng.uniform(-1000, 1000), "float32")
-            values += encode(rng.randrange(-100, 100), "int16")
-        await sim.set_registers("hr", 0, values[:registers])
-        sims.append(sim)
-    print(json.dumps({"ports": [s.port for s in sims]}), flush=True)
-    loop = asyncio.get_running_loop()
-    while line := await loop.run_in_executor(None, sys.stdin.readline):
-        if line.strip() == "count":
-            print(json.dumps({"requests": sum(s.requests() for s in sims)}), flush=True)
-    for sim in sims:
-        await sim.stop()
-
-
-# -- the gateway side (its own process, the one measured) ---------------------------------
-
-
-async def _gateway(ports: list[int], registers: int, interval_s: float) -> None:
-    from connectors.modbus.device import ModbusDevice
-    from connectors.modbus.testing import connector_for
-    from connectors.sample import Reading, Sample
-
-    tags = _tags(registers)
-    queue: asyncio.Queue[list[Reading]] = asyncio.Queue(10_000)
-    counts = {"samples": 0, "bad": 0}
-
-    async def consume() -> None:
-        while True:
-            batch = await queue.get()
-            counts["samples"] += len(batch)
-            counts["bad"] += sum(1 for r in batch if isinstance(r, Sample) and r.quality != "good")
-
-    async def emit(batch: Any) -> None:
-        await queue.put(batch)
-
-    devices = [
-        ModbusDevice(
-            f"m{i}",
-            connector_for(port=port, poll_interval_s=interval_s, timeout_s=2.0),
-            tags,
-        )
-        for i, port in enumerate(ports)
-    ]
-    tasks = [asyncio.create_task(consume(), name="consumer")]
-    tasks += [asyncio.create_task(d.run(emit), name=f"modbus:{d.machine}") for d in devices]
-    print(json.dumps({"tags": len(tags)}), flush=True)
-    loop = asyncio.get_running_loop()
-    while line := await loop.run_in_executor(None, sys.stdin.readline):
-        if line.strip() == "stats":
-            c = [d.counters for d in devices]
-            stats = {
-                "requests": sum(x.requests for x in c),
-                "cycles": sum(x.cycles for x in c),
-                "late": sum(x.late_cycles for x in c),
-                "errors": sum(x.errors for x in c),
-                "planned": sum(sum(d.requests_per_cycle.values()) for d in devices),
-                **counts,
-            }
-            print(json.dumps(stats), flush=True)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-# -- the orchestration ---------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+WARMUP_S = float(os.environ.get("MESGW_BENCH_MODBUS_WARMUP_S", "8"))
+WINDOW_S = float(os.environ.get("MESGW_BENCH_MODBUS_WINDOW_S", "30"))
+ROUNDS = int(os.environ.get("MESGW_BENCH_MODBUS_ROUNDS", "2"))
+RSS_TARGET_MB = 120
+RATIO_TARGET = 0.5
 
 
 def _cpu_s(pid: int) -> float:
@@ -162,148 +58,325 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _memory_mb(pid: int) -> dict[str, float]:
-    out = {}
+def _peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
-            key, _, rest = line.partition(":")
-            if key in ("VmHWM", "VmRSS"):
-                out[key] = int(rest.split()[0]) / 1024
-    return out
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
-class _Process:
-    def __init__(self, *args: str) -> None:
+class Farm:
+    """The device farm process: ports, and the requests it received since the last ask."""
+
+    def __init__(self, w: Workload) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.bench_modbus", *args],
+            [sys.executable, "-m", "bench.modbus_farm", str(w.devices), str(w.registers)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            cwd=ROOT,
         )
+        self.ports: list[int] = self._answer()["ports"]
 
-    def ask(self, line: str | None = None) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        if line is not None:
-            self.proc.stdin.write(line + "\n")
-            self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if not answer:
-            raise RuntimeError(f"bench process {self.proc.args} ended: {self.proc.wait()}")
-        result: dict[str, Any] = json.loads(answer)
-        return result
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the device farm ended: {self.proc.wait()}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def count(self) -> dict[str, int]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        return self._answer()
 
     def stop(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
 
 
-def measure(w: Workload) -> dict[str, float]:
-    sims = _Process("simulate", str(w.devices), str(w.registers))
+class Messages:
+    """Counts MQTT messages per topic prefix on the bench broker (paho's own thread)."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-counter")
+        self.client.on_message = self._message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe([("node-red/#", 0), ("mesgw/#", 0)])
+        self.client.loop_start()
+
+    def _message(self, client: Any, userdata: Any, message: Any) -> None:
+        root = message.topic.split("/", 1)[0]
+        with self._lock:
+            self.counts[root] = self.counts.get(root, 0) + 1
+
+    def get(self, root: str) -> int:
+        with self._lock:
+            return self.counts.get(root, 0)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def node_red_dir() -> Path:
+    """Where node-red and node-red-contrib-modbus are installed (installing on first use)."""
+    out = subprocess.run(
+        [str(ROOT / "tools" / "ensure-node-red")], check=True, capture_output=True, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def node_red_version(install: Path) -> str:
+    versions = []
+    for package in ("node-red", "node-red-contrib-modbus"):
+        meta = json.loads((install / "node_modules" / package / "package.json").read_text())
+        versions.append(f"{package} {meta['version']}")
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return ", ".join(versions) + f", node {node}"
+
+
+@dataclass
+class Client:
+    """One measured client: how to start it and stop it."""
+
+    name: str
+    start: Callable[[], subprocess.Popen[bytes]]
+    topic_root: str
+    windows: list[dict[str, float]] = field(default_factory=list)
+
+
+def _start_node_red(install: Path, work: Path, w: Workload, ports: list[int], mqtt: int) -> Any:
+    user = work / "node-red"
+    shutil.rmtree(user, ignore_errors=True)
+    user.mkdir()
+    (user / "flows.json").write_text(node_red_flow(w, ports, mqtt))
+    (user / "settings.js").write_text(
+        "module.exports = {\n"
+        "  flowFile: 'flows.json',\n"
+        "  credentialSecret: false,\n"
+        "  httpAdminRoot: false,\n"
+        "  httpNodeRoot: false,\n"
+        "  uiHost: '127.0.0.1',\n"
+        "  uiPort: 0,\n"
+        "  logging: { console: { level: 'warn', metrics: false, audit: false } },\n"
+        "  telemetry: { enabled: false },\n"
+        "  externalModules: { autoInstall: false, palette: { allowInstall: false } },\n"
+        "};\n"
+    )
+    red = install / "node_modules" / "node-red" / "red.js"
+    return subprocess.Popen(
+        ["node", str(red), "--userDir", str(user), "--settings", str(user / "settings.js")],
+        cwd=user,
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "node-red.log", "ab"),
+    )
+
+
+def _start_gateway(work: Path, w: Workload, ports: list[int], mqtt: int) -> Any:
+    gw = work / "gateway"
+    shutil.rmtree(gw, ignore_errors=True)
+    gw.mkdir()
+    config = gw / "gateway.toml"
+    config.write_text(gateway_toml(w, ports, mqtt, gw))
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "gateway.log", "ab"),
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
     try:
-        ports = sims.ask()["ports"]
-        gw = _Process("gateway", str(w.registers), str(w.interval_s), *map(str, ports))
-        try:
-            tags = gw.ask()["tags"]
-            time.sleep(WARMUP_S)
-            pid = gw.proc.pid
-            before = (time.monotonic(), _cpu_s(pid), gw.ask("stats"), sims.ask("count"))
-            time.sleep(WINDOW_S)
-            after = (time.monotonic(), _cpu_s(pid), gw.ask("stats"), sims.ask("count"))
-            memory = _memory_mb(pid)
-        finally:
-            gw.stop()
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def _window(client: Client, farm: Farm, messages: Messages, w: Workload) -> dict[str, float]:
+    proc = client.start()
+    try:
+        time.sleep(WARMUP_S)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{client.name} ended during warm-up: {proc.returncode}")
+        farm.count()
+        sent = messages.get(client.topic_root)
+        t0, c0 = time.monotonic(), _cpu_s(proc.pid)
+        time.sleep(WINDOW_S)
+        t1, c1 = time.monotonic(), _cpu_s(proc.pid)
+        served = farm.count()
+        sent = messages.get(client.topic_root) - sent
+        rss = _peak_rss_mb(proc.pid)
     finally:
-        sims.stop()
-    elapsed = after[0] - before[0]
-    stats = {k: after[2][k] - before[2][k] for k in ("requests", "cycles", "late", "errors")}
-    stats |= {k: after[2][k] - before[2][k] for k in ("samples", "bad")}
-    received = after[3]["requests"] - before[3]["requests"]
-    cycles = max(stats["cycles"], 1)
+        _stop(proc)
+    elapsed = t1 - t0
+    due = elapsed / w.interval_s  # polls due per device in the window
     return {
-        "cpu_pct": 100 * (after[1] - before[1]) / elapsed,
-        "rss_peak_mb": memory["VmHWM"],
-        "rss_mb": memory["VmRSS"],
-        "requests_per_cycle": received / cycles,
-        "client_requests_per_cycle": stats["requests"] / cycles,
-        "planned_per_cycle": after[2]["planned"] / w.devices,
-        "samples_per_s": stats["samples"] / elapsed,
-        "bad": stats["bad"],
-        "late": stats["late"],
-        "errors": stats["errors"],
-        "cycles_per_s": stats["cycles"] / elapsed,
-        "tags": tags,
+        "cpu_pct": 100 * (c1 - c0) / elapsed,
+        "rss_peak_mb": rss,
+        "requests_per_cycle": served["requests"] / (w.devices * due),
+        "fewest_polls": served["fewest"] / w.minimum_requests,
+        "due_polls": due,
+        "messages_per_s": sent / elapsed,
     }
 
 
-def rows_for(w: Workload, m: dict[str, float]) -> list[dict[str, object]]:
-    expected_cycles = w.devices / w.interval_s
-    cpu_target = f"<= {w.node_red_cpu / 2:g} (Node-RED {w.node_red_cpu:g})"
+def measure(w: Workload, install: Path | None) -> dict[str, Any]:
+    """Both clients on one farm and broker, alternating for ROUNDS windows each."""
+    from gateway.testing import Broker
 
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mesgw-bench-")))
+        farm = Farm(w)
+        stack.callback(farm.stop)
+        broker = Broker(work / "broker")
+        (work / "broker").mkdir()
+        broker.start()
+        stack.callback(broker.stop)
+        messages = Messages(broker.port)
+        stack.callback(messages.stop)
+        clients = []
+        if install is not None:
+            clients.append(
+                Client(
+                    "node-red",
+                    lambda: _start_node_red(install, work, w, farm.ports, broker.port),
+                    "node-red",
+                )
+            )
+        clients.append(
+            Client("mesgw", lambda: _start_gateway(work, w, farm.ports, broker.port), "mesgw")
+        )
+        for _ in range(ROUNDS):
+            for client in clients:
+                client.windows.append(_window(client, farm, messages, w))
+                if os.environ.get("MESGW_BENCH_VERBOSE"):
+                    print(f"{w.name} {client.name}: {client.windows[-1]}", file=sys.stderr)
+        return {c.name: c.windows for c in clients}
+
+
+def _span(values: list[float], fmt: str) -> str:
+    """The lowest and highest of the windows' figures ("3.6-3.9"), or one if they agree."""
+    low, high = fmt.format(min(values)), fmt.format(max(values))
+    return low if low == high else f"{low}-{high}"
+
+
+def rows_for(w: Workload, m: dict[str, list[dict[str, float]]]) -> list[dict[str, object]]:
     def row(what: str, value: object, unit: str, target: str) -> dict[str, object]:
         return {"bench": f"{w.name}: {what}", "value": value, "unit": unit, "target": target}
 
-    rows = [row("gateway CPU", m["cpu_pct"], "% core", cpu_target)]
-    if m["cycles_per_s"] < 0.99 * expected_cycles:
-        # On a busy machine some cycles were skipped (counted below): what all would cost.
-        scaled = m["cpu_pct"] * expected_cycles / max(m["cycles_per_s"], 1e-9)
-        rows.append(row("gateway CPU scaled to every cycle", scaled, "% core", cpu_target))
-    skipped = f"{m['cycles_per_s']:,.1f}/s, {m['late']:.0f} skipped, {m['bad']:.0f} bad"
-    rows += [
-        row("gateway peak RSS", m["rss_peak_mb"], "MB", f"< {RSS_TARGET_MB} (Node-RED 160-320)"),
-        row(
-            "requests per device cycle",
-            m["requests_per_cycle"],
-            "requests",
-            f"{w.minimum_requests} (minimum)",
-        ),
-        row(
-            "typed samples decoded",
-            m["samples_per_s"],
-            "/s",
-            f"{m['tags'] * expected_cycles:,.0f} expected, 0 bad",
-        ),
-        row("cycles run", skipped, "", f"{expected_cycles:,.0f}/s"),
-    ]
+    gw = m["mesgw"]
+    nr = m.get("node-red")
+    rows = []
+    gw_cpu = [x["cpu_pct"] for x in gw]
+    if nr is not None:
+        nr_cpu = [x["cpu_pct"] for x in nr]
+        rows.append(row("Node-RED CPU", _span(nr_cpu, "{:.1f}"), "% core", "(baseline)"))
+    rows.append(row("mesgw run CPU", _span(gw_cpu, "{:.1f}"), "% core", ""))
+    if nr is not None:
+        # Each window of the daemon against the Node-RED window beside it (same round).
+        ratios = [g / n for g, n in zip(gw_cpu, nr_cpu, strict=True) if n > 0]
+        rows.append(row("CPU ratio mesgw / Node-RED", _span(ratios, "{:.2f}"), "", "<= 0.5"))
+        rows.append(
+            row(
+                "Node-RED peak RSS",
+                max(x["rss_peak_mb"] for x in nr),
+                "MB",
+                "(baseline)",
+            )
+        )
+    rows.append(
+        row("mesgw run peak RSS", max(x["rss_peak_mb"] for x in gw), "MB", f"<= {RSS_TARGET_MB}")
+    )
+    for name, windows in (("Node-RED", nr), ("mesgw run", gw)):
+        if windows is None:
+            continue
+        per_cycle = _span([x["requests_per_cycle"] for x in windows], "{:.2f}")
+        slowest = min(windows, key=lambda x: x["fewest_polls"] - x["due_polls"])
+        rows.append(
+            row(
+                f"{name} requests per device cycle",
+                per_cycle,
+                "requests",
+                f"{w.minimum_requests} (minimum)",
+            )
+        )
+        rows.append(
+            row(
+                f"{name} polls of the slowest device",
+                f"{slowest['fewest_polls']:.0f} of {slowest['due_polls']:.0f} due",
+                "",
+                "all (no cycle lost; ±1 at the window's edges)",
+            )
+        )
+        rows.append(
+            row(
+                f"{name} MQTT messages",
+                _span([x["messages_per_s"] for x in windows], "{:,.0f}"),
+                "/s",
+                "",
+            )
+        )
     return rows
 
 
-def run() -> list[dict[str, object]]:
+def run(only: str | None = None) -> list[dict[str, object]]:
+    try:
+        install: Path | None = node_red_dir()
+    except (OSError, subprocess.CalledProcessError) as err:
+        print(f"bench: Node-RED not available, measuring mesgw alone: {err}", file=sys.stderr)
+        install = None
     rows: list[dict[str, object]] = []
+    if install is not None:
+        rows.append(
+            {
+                "bench": "modbus: Node-RED",
+                "value": node_red_version(install),
+                "unit": "",
+                "target": "",
+            }
+        )
+    rows.append(
+        {
+            "bench": "modbus: windows",
+            "value": f"{ROUNDS} x {WINDOW_S:g} s each, alternating, after {WARMUP_S:g} s warm-up",
+            "unit": "",
+            "target": "",
+        }
+    )
     for w in WORKLOADS:
-        m = measure(w)
-        if os.environ.get("MESGW_BENCH_VERBOSE"):
-            print(f"{w.name}: {m}", file=sys.stderr)
-        rows += rows_for(w, m)
+        if only is not None and only != w.key:
+            continue
+        rows += rows_for(w, measure(w, install))
     return rows
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_modbus")
-    sub = parser.add_subparsers(dest="role")
-    sim = sub.add_parser("simulate")
-    sim.add_argument("devices", type=int)
-    sim.add_argument("registers", type=int)
-    gw = sub.add_parser("gateway")
-    gw.add_argument("registers", type=int)
-    gw.add_argument("interval", type=float)
-    gw.add_argument("ports", type=int, nargs="+")
+    parser.add_argument("--workload", help="one of " + ", ".join(w.key for w in WORKLOADS))
     args = parser.parse_args(argv)
     from gateway.logging import configure
 
-    if args.role == "simulate":
-        configure("error")
-        asyncio.run(_simulate(args.devices, args.registers))
-    elif args.role == "gateway":
-        configure("warning")
-        asyncio.run(_gateway(args.ports, args.registers, args.interval))
-    else:
-        configure("warning")
-        print(render(run()))
+    configure("warning")
+    print(f"on {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(render(run(args.workload)))
     return 0
 
 

@@ -1,44 +1,17 @@
-"""What every connector yields: samples of tag values, and link up/down transitions."""
+"""What every connector yields (`common.sample`: samples and link changes, which the rules
+take too), and the small async contract each connector fulfils."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
-Quality = Literal["good", "uncertain", "bad"]
-Value = bool | int | float | str | None
+from common.sample import Link as Link
+from common.sample import Quality as Quality
+from common.sample import Reading as Reading
+from common.sample import Sample as Sample
+from common.sample import Value as Value
 
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One tag's value at one time, as read from the machine.
-
-    `ts` is the source timestamp when the server gives one (OPC UA), else the time of
-    acquisition (Modbus: when the response arrived); always timezone-aware UTC. A value
-    that could not be read or decoded has quality "bad", value None and `status` saying why.
-    """
-
-    machine: str
-    tag: str
-    value: Value
-    ts: datetime
-    quality: Quality = "good"
-    status: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """The connector's link to a machine went up or down at `ts` (no data while down)."""
-
-    machine: str
-    up: bool
-    ts: datetime
-    error: str | None = None
-
-
-Reading = Sample | Link
 Emit = Callable[[Sequence[Reading]], Awaitable[object]]
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from connectors.modbus.cli import register as register_modbus
-from connectors.opcua.cli import register as register_opcua
 from connectors.simulator.cli import register as register_simulate
 from gateway import __version__
 from gateway.config import DEFAULT_CONFIG, Settings, load_config, redacted
 from gateway.counts import register as register_counts
 from gateway.errors import ConfigError, GatewayError
 from gateway.logging import configure
+from gateway.opcua_cli import register as register_opcua
 from gateway.orders.cli import register as register_orders
 from gateway.replay import register as register_replay
 from gateway.report import register as register_report
@@ -171,6 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`mesgw replay … | head`): what it wanted was printed. Point
+        # stdout at nothing so the interpreter's final flush does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

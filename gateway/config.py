@@ -9,18 +9,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import tomllib
 import urllib.parse
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
-    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -33,9 +29,28 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+# What every config file shares, and the connectors' own models, composed here (the names
+# stay importable from gateway.config).
+from common.config import ENV_NESTED as ENV_NESTED
+from common.config import ENV_PREFIX as ENV_PREFIX
+from common.config import Ident as Ident
+from common.config import Section as Section
+from common.config import format_errors as format_errors
+from common.config import read_secret_file as _read_secret_file
+from common.config import read_toml as _read_toml
 from connectors.modbus.address import tag_specs as modbus_tag_specs
+from connectors.modbus.config import ModbusConnector as ModbusConnector
+from connectors.modbus.config import ModbusSerial as ModbusSerial
+from connectors.opcua.config import OPCUA_PKI_DIR as OPCUA_PKI_DIR
+from connectors.opcua.config import OpcUaConnector as OpcUaConnector
+from connectors.opcua.config import OpcUaSecurityPolicy as OpcUaSecurityPolicy
 from connectors.opcua.nodeid import parse_node_id
+from connectors.tags import ByteOrder as ByteOrder
+from connectors.tags import DataType as DataType
+from connectors.tags import TagConfig as TagConfig
+from connectors.tags import TagRole as TagRole
 from gateway.errors import ConfigError
+from gateway.web.config import WebSection
 from rules.config import (
     ReasonConfig,
     ReasonRule,
@@ -46,24 +61,6 @@ from rules.config import (
 )
 
 DEFAULT_CONFIG = Path("/etc/mesgw/gateway.toml")
-ENV_PREFIX = "MESGW_"
-ENV_NESTED = "__"
-
-# ISA-95 identifiers appear in topics and tables: lower-case, stable, no separators of MQTT.
-Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
-
-
-class Section(BaseModel):
-    """Every config section rejects unknown keys and is immutable once loaded."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _read_secret_file(path: Path) -> SecretStr:
-    try:
-        return SecretStr(path.read_text(encoding="utf-8").strip())
-    except OSError as err:
-        raise ValueError(f"cannot read secret file {path}: {err.strerror}") from err
 
 
 class GatewaySection(Section):
@@ -167,6 +164,24 @@ class LoggingSection(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+# Default metrics ports per command, so a gateway and a recorder on one box never collide.
+METRICS_PORTS = {"run": 9464, "record": 9465, "review": 9466}
+
+
+class MetricsSection(Section):
+    """Prometheus `/metrics`, `/healthz` and `/readyz` over HTTP (gateway.metrics)."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1, description="loopback unless set")
+    port: int | None = Field(
+        None, ge=0, le=65535, description="default 9464 (run), 9465 (record), 9466 (review)"
+    )
+
+    def port_for(self, command: str) -> int:
+        """The port this command listens on (0 = any free port)."""
+        return self.port if self.port is not None else METRICS_PORTS[command]
+
+
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (`localhost`, 127.0.0.0/8, ::1)."""
     if host == "localhost":
@@ -244,185 +259,6 @@ class SamplesSection(Section):
     record: bool = Field(False, description="log every changed tag value as JSON lines")
     directory: Path = Path("/var/lib/mesgw/samples")
     keep_days: int = Field(14, ge=0, description="day files older than this are deleted; 0 = keep")
-
-
-TagRole = Literal[
-    "total_count", "good_count", "reject_count", "state", "reason", "order", "speed", "value"
-]
-DataType = Literal[
-    "bool",
-    "int16",
-    "uint16",
-    "int32",
-    "uint32",
-    "int64",
-    "uint64",
-    "float32",
-    "float64",
-    "string",
-]
-# Modbus word/byte order of a multi-register value, written as the bytes of a 32-bit value
-# A B C D (A most significant) in the order they arrive: ABCD = big-endian throughout.
-ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
-
-
-class TagConfig(Section):
-    """A PLC tag, the role it plays, and how to read it.
-
-    `address` is a node id for OPC UA (`ns=2;s=Line1.Good` or `nsu=urn:…;s=…`) and
-    `<table>:<n>` for Modbus (`hr:100`, `ir:5`, `coil:3`, `di:7`, `hr:100.3` for bit 3).
-    """
-
-    role: TagRole
-    address: str = Field(min_length=1)
-    # Modbus decoding; OPC UA values arrive typed and ignore type/order/length.
-    type: DataType | None = None
-    order: ByteOrder | None = Field(None, description="override of the connector's byte_order")
-    length: int | None = Field(None, ge=1, le=250, description="string length in bytes")
-    scale: float = 1.0
-    offset: float = 0.0
-    poll_interval_s: float | None = Field(
-        None, gt=0, description="Modbus poll group / OPC UA poll mode; default: the connector's"
-    )
-    # OPC UA subscription per tag; default: the connector's.
-    sampling_interval_s: float | None = Field(None, ge=0)
-    deadband: float | None = Field(None, ge=0, description="absolute deadband")
-    # Counters
-    width: Literal[16, 32, 64] | None = None
-    modulus: int | None = Field(None, ge=2)
-    resettable: bool = True
-
-    @model_validator(mode="after")
-    def _counter(self) -> TagConfig:
-        is_counter = self.role.endswith("_count")
-        if is_counter and self.width is None and self.modulus is None:
-            raise ValueError("a counter needs width (16, 32, 64) or modulus")
-        if not is_counter and (self.width is not None or self.modulus is not None):
-            raise ValueError("width/modulus apply to counter roles only")
-        if self.width is not None and self.modulus is not None:
-            raise ValueError("give width or modulus, not both")
-        if self.type == "string" and self.length is None:
-            raise ValueError("a string tag needs length (bytes)")
-        return self
-
-    @property
-    def counter_modulus(self) -> int | None:
-        """The value at which the counter wraps to 0, for counter roles."""
-        if self.modulus is not None:
-            return self.modulus
-        return 1 << self.width if self.width is not None else None
-
-
-OPCUA_PKI_DIR = Path("/var/lib/mesgw/pki")
-OpcUaSecurityPolicy = Literal[
-    "None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"
-]
-
-
-class OpcUaConnector(Section):
-    """An OPC UA server. Secure by default: Basic256Sha256 with SignAndEncrypt, server
-    certificates checked against `trust_dir`; `security_policy = "None"` must be written out."""
-
-    type: Literal["opcua"]
-    endpoint: str = Field(pattern=r"^opc\.tcp://[^/:\s]+(:\d{1,5})?(/\S*)?$")
-    mode: Literal["subscribe", "poll"] = "subscribe"
-    publishing_interval_s: float = Field(0.5, gt=0, le=3600)
-    sampling_interval_s: float = Field(
-        0.25, ge=0, description="default per tag; 0 = as fast as the server samples"
-    )
-    queue_size: int = Field(
-        10, ge=1, le=100_000, description="values kept per item between publishes"
-    )
-    deadband: float = Field(0.0, ge=0, description="absolute deadband, default per tag")
-    poll_interval_s: float = Field(1.0, gt=0, description="mode = poll; default per tag")
-    security_policy: OpcUaSecurityPolicy = "Basic256Sha256"
-    security_mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
-    certificate: Path = OPCUA_PKI_DIR / "client-cert.der"
-    private_key: Path = OPCUA_PKI_DIR / "client-key.pem"
-    trust_dir: Path = Field(OPCUA_PKI_DIR / "trusted", description="trusted server certificates")
-    application_uri: str | None = Field(None, description="default: the certificate's URI")
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    timeout_s: float = Field(5.0, gt=0, description="per request")
-    watchdog_s: float = Field(
-        10.0, gt=0, description="reconnect when subscribed and nothing arrives for this long"
-    )
-    reconnect_min_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(60.0, gt=0)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> OpcUaConnector:
-        if self.password is None and self.password_file is not None:
-            object.__setattr__(self, "password", _read_secret_file(self.password_file))
-        if self.password is not None and self.username is None:
-            raise ValueError("password given without username")
-        if self.username is not None and self.security_policy == "None":
-            raise ValueError(
-                'username/password need a security_policy other than "None" '
-                "(the password could be read on the network)"
-            )
-        if self.reconnect_min_s > self.reconnect_max_s:
-            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
-        if self.mode == "subscribe" and self.watchdog_s < 2 * self.publishing_interval_s:
-            raise ValueError("watchdog_s must be at least twice publishing_interval_s")
-        return self
-
-
-class ModbusSerial(Section):
-    """A serial line (RS-485 / RS-232) for Modbus RTU."""
-
-    port: str = Field(min_length=1, description="device, e.g. /dev/ttyUSB0")
-    baudrate: int = Field(19200, ge=300, le=921_600)
-    parity: Literal["N", "E", "O"] = Field("E", description="the Modbus serial line default")
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
-
-
-class ModbusConnector(Section):
-    """A Modbus device: TCP, RTU on a serial line, or RTU frames over TCP (serial gateways).
-
-    Tag addresses are `hr:N`, `ir:N`, `coil:N`, `di:N`, `hr:N.BIT` counted from
-    `address_base`, or classic 4xxxx/3xxxx/1xxxx/0xxxx (always 1-based).
-    """
-
-    type: Literal["modbus"]
-    transport: Literal["tcp", "rtu", "rtu_over_tcp"] = "tcp"
-    host: str | None = Field(None, min_length=1, description="tcp and rtu_over_tcp")
-    port: int = Field(502, ge=1, le=65535)
-    serial: ModbusSerial | None = Field(None, description="transport rtu")
-    unit: int = Field(1, ge=0, le=255, description="unit (slave) id")
-    address_base: Literal[0, 1] = Field(
-        0, description="0: hr:0 is the first register on the wire; 1: hr:1 is"
-    )
-    byte_order: ByteOrder = Field("ABCD", description="of multi-register values; per-tag order")
-    poll_interval_s: float = Field(1.0, ge=0.01, le=86_400, description="default per tag")
-    timeout_s: float = Field(1.0, gt=0, le=60, description="per request")
-    retries: int = Field(1, ge=0, le=10, description="after a timeout, on a fresh connection")
-    max_gap: int = Field(16, ge=0, le=124, description="unused registers read to merge requests")
-    max_registers: int = Field(125, ge=1, le=125, description="per request")
-    max_bits: int = Field(2000, ge=1, le=2000, description="per request")
-    one_request_per_tag: bool = Field(False, description="for devices that refuse merged reads")
-    reconnect_min_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
-
-    @model_validator(mode="after")
-    def _transport(self) -> ModbusConnector:
-        if self.transport == "rtu":
-            if self.serial is None:
-                raise ValueError('transport "rtu" needs serial (port, baudrate, parity, ...)')
-            if self.host is not None:
-                raise ValueError('host applies to tcp and rtu_over_tcp; "rtu" uses serial.port')
-            if not 1 <= self.unit <= 247:
-                raise ValueError("unit on a serial line is 1..247 (0 is broadcast: no answer)")
-        else:
-            if self.host is None:
-                raise ValueError(f'transport "{self.transport}" needs host')
-            if self.serial is not None:
-                raise ValueError('serial applies to transport "rtu" only')
-        if self.reconnect_min_s > self.reconnect_max_s:
-            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
-        return self
 
 
 class SyntheticConnector(Section):
@@ -599,6 +435,8 @@ class Settings(BaseSettings):
     orders: OrdersSection = OrdersSection()
     samples: SamplesSection = SamplesSection()
     review: ReviewSection = ReviewSection()
+    web: WebSection = WebSection()
+    metrics: MetricsSection = MetricsSection()
     rules: RulesSection = RulesSection()
     shifts: dict[Ident, ShiftCalendar] = Field(default_factory=dict)
     reasons: list[ReasonConfig] = Field(default_factory=list)
@@ -672,57 +510,6 @@ class Settings(BaseSettings):
         )
         merged = _MergedSource(settings_cls, [toml, _CredentialsSource(settings_cls), env])
         return (init_settings, merged)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError as err:
-        raise ConfigError([f"{path}: file not found"]) from err
-    except PermissionError as err:
-        raise ConfigError([f"{path}: permission denied"]) from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError([f"{path}: invalid TOML: {err}"]) from err
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("opcua", "modbus", "synthetic") and out.endswith("connector"):
-            continue  # the discriminated-union branch name is noise to the reader
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _message(err: Any) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        choices = expected.replace(" or ", ", ").replace("'", "")
-        return f"must be one of {choices}"
-    if kind == "string_pattern_mismatch" and "a-z0-9_-" in str(err.get("ctx", {})):
-        return "must be lower-case letters, digits, '_' or '-' (1-64 characters)"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
-
-
-def format_errors(exc: ValidationError, path: Path | None) -> list[str]:
-    origin = str(path) if path else "<defaults>"
-    problems = []
-    for err in exc.errors():
-        key = _key_path(err["loc"])
-        env_name = ENV_PREFIX + key.replace(".", ENV_NESTED).upper()
-        where = f"env {env_name}" if env_name in os.environ else origin
-        problems.append(f"{where}: {key or '<root>'}: {_message(err)}")
-    return problems
 
 
 def load_config(path: Path | None) -> Settings:

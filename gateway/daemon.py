@@ -19,6 +19,7 @@ from gateway import __version__
 from gateway.config import Settings
 from gateway.events import now_utc
 from gateway.logging import get_logger
+from gateway.metrics import Checks, MetricsServer, new_registry
 from gateway.mqtt.publisher import Publisher
 from gateway.orders.http import OrderApi
 from gateway.orders.mqtt import OrderCommandListener
@@ -29,6 +30,13 @@ from gateway.recorder import Recorder
 from gateway.samples import SampleLog
 from gateway.sources import run_clock, run_sources
 from gateway.systemd import Notifier
+from gateway.telemetry import (
+    SourceMetrics,
+    gateway_checks,
+    recorder_checks,
+    register_gateway,
+    register_recorder,
+)
 from rules.inputs import GatewayMark
 
 log = get_logger("gateway.daemon")
@@ -96,6 +104,25 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
         sample_log.add([GatewayMark("start", now_utc())])
     listener = OrderCommandListener(settings, pipeline)
     api = OrderApi(settings, pipeline) if settings.api.enabled else None
+    sources = SourceMetrics()
+    metrics = None
+    if settings.metrics.enabled:
+        registry = new_registry("gateway")
+        register_gateway(
+            registry,
+            outbox=outbox,
+            publisher=publisher,
+            pipeline=pipeline,
+            sources=sources,
+            machines=len(settings.machines),
+        )
+        if recorder is not None:
+            register_recorder(registry, recorder)
+
+        async def ready() -> Checks:
+            return await gateway_checks(publisher, outbox, recorder)
+
+        metrics = MetricsServer(settings.metrics, "run", registry, ready)
 
     async def every_tick() -> None:
         if sample_log is not None:
@@ -104,6 +131,8 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
     async with asyncio.TaskGroup() as group:
         # Sinks first: whatever the sources produce has somewhere to go.
         helpers: list[asyncio.Task[None]] = []
+        if metrics is not None:
+            helpers.append(group.create_task(metrics.run(), name="metrics"))
         if recorder is not None:
             helpers.append(group.create_task(recorder.run(), name="recorder"))
             # A recorder's first subscription creates its session; events published before
@@ -117,7 +146,13 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
             group.create_task(listener.run(), name="order-commands"),
             group.create_task(run_clock(pipeline.readings, also=every_tick), name="clock"),
             group.create_task(
-                run_sources(settings, pipeline.readings, pipeline.emit), name="sources"
+                run_sources(
+                    settings,
+                    pipeline.readings,
+                    pipeline.emit,
+                    metrics=sources if metrics is not None else None,
+                ),
+                name="sources",
             ),
         ]
         if api is not None:
@@ -153,6 +188,21 @@ async def _run(settings: Settings, outbox: Outbox, stop: asyncio.Event, n: Notif
                         "outbox not flushed; kept on disk for the next start",
                         depth=outbox.stats().depth,
                     )
+                if recorder is not None and flushed:
+                    # The broker has every event; the in-process recorder gets them a moment
+                    # later. Stopping it first would leave them at the broker until the next
+                    # start (kept, not lost), and the store behind the line until then.
+                    n.status("stopping: recording the last events")
+                    last = outbox.stats().last_seq
+                    if not await recorder.wait_stored(
+                        settings.gateway.id, last, settings.gateway.flush_timeout_s
+                    ):
+                        log.warning(
+                            "recorder stopped before storing the last events; the broker"
+                            " keeps them for its next start",
+                            last_seq=last,
+                            stored_seq=recorder.stored_seq.get(settings.gateway.id, 0),
+                        )
                 await publisher.stop()
                 if recorder is not None:
                     await recorder.stop()
@@ -168,12 +218,22 @@ async def run_recorder(settings: Settings, *, notifier: Notifier | None = None) 
     """`mesgw record`: the recorder alone, until SIGTERM/SIGINT."""
     n = notifier or Notifier()
     recorder = Recorder(settings)
+    metrics = None
+    if settings.metrics.enabled:
+        registry = new_registry("recorder")
+        register_recorder(registry, recorder)
+
+        async def ready() -> Checks:
+            return await recorder_checks(recorder)
+
+        metrics = MetricsServer(settings.metrics, "record", registry, ready)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with asyncio.TaskGroup() as group:
+            served = group.create_task(metrics.run(), name="metrics") if metrics else None
             task = group.create_task(recorder.run(), name="recorder")
             watchdog = group.create_task(_watchdog(n), name="watchdog") if n.watchdog_s else None
             n.ready("recording")
@@ -190,8 +250,9 @@ async def run_recorder(settings: Settings, *, notifier: Notifier | None = None) 
                     limit_s=settings.gateway.shutdown_timeout_s,
                 )
             task.cancel()
-            if watchdog is not None:
-                watchdog.cancel()
+            for helper in (watchdog, served):
+                if helper is not None:
+                    helper.cancel()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-
-class GatewayError(Exception):
-    """Base of every error the gateway raises on purpose."""
-
-
-class ConfigError(GatewayError):
-    """The configuration cannot be used; `problems` lists every `file: key: message`."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+# The base, shared with the connectors.
+from common.errors import ConfigError as ConfigError
+from common.errors import GatewayError as GatewayError
 
 
 class OutboxFull(GatewayError):

@@ -319,6 +319,11 @@ class Outbox:
         self._work.set()
         await entry.future
 
+    @property
+    def is_open(self) -> bool:
+        """True from `open()` until `close()` begins, unless the committer failed."""
+        return self._open and not self._closing and self._failure is None
+
     def stats(self) -> OutboxStats:
         """Depth, age of the oldest waiting event, last seq and capacity, from memory."""
         snap = self._snap

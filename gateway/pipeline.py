@@ -111,6 +111,7 @@ class Pipeline:
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(queue_size)
         self.max_batch = max_batch
         self.rule_errors = 0
+        self.events_committed = 0  # drafts committed to the outbox (metrics: rules events/s)
         self._saved_at: float | None = None  # the latest tick's time when state was saved
 
     # -- inputs ------------------------------------------------------------------------------
@@ -286,6 +287,7 @@ class Pipeline:
                     log.warning("outbox full; holding events", held=len(batch))
                 await asyncio.sleep(delay)
             else:
+                self.events_committed += len(batch)
                 if backoff.attempt:
                     log.info("outbox has room again; events committed", held=len(batch))
                 return

@@ -34,6 +34,7 @@ from gateway.events import Event, event_filters, now_utc
 from gateway.logging import get_logger
 from gateway.mqtt.client import Connected, Disconnected, Message, MqttClient, SessionOptions, SubAck
 from gateway.store import DeadLetter, Received, connect, describe, prune, write_batch
+from gateway.telemetry import commit_histogram
 from gateway.waiting import wait_event
 
 log = get_logger("gateway.recorder")
@@ -54,6 +55,8 @@ _GAP_S = 0.005
 # SQLSTATE classes of errors caused by the data itself (22 data exception, 23 integrity
 # constraint violation): retrying cannot help, the offending events become dead letters.
 _BAD_INPUT_CLASSES = ("22", "23")
+# How long a readiness probe of the database (before the first write) is reused.
+DB_PROBE_CACHE_S = 5.0
 
 
 @dataclass
@@ -64,6 +67,7 @@ class RecorderStats:
     dead_letters: int = 0
     batches: int = 0  # committed transactions
     acked: int = 0
+    db_errors: int = 0  # failed database calls (each one retried)
 
 
 @dataclass(slots=True)
@@ -124,6 +128,13 @@ class Recorder:
         self._subscribed_event = asyncio.Event()
         self._session_since = 0  # the connection (epoch) the broker's session began with
         self.stats = RecorderStats()
+        self.commit_seconds = commit_histogram()
+        # The highest sequence number stored per gateway, and a wake-up after each commit:
+        # an in-process recorder's orderly stop waits until it has the gateway's last event.
+        self.stored_seq: dict[str, int] = {}
+        self._committed = asyncio.Event()
+        self._db_checked_at = -1e9  # monotonic time of the last readiness probe
+        self._db_checked: tuple[bool, str] = (False, "not checked")
 
     @property
     def connected(self) -> bool:
@@ -133,6 +144,50 @@ class Recorder:
     def subscribed(self) -> bool:
         """True once the broker granted the subscriptions of the current connection."""
         return self._subscribed
+
+    @property
+    def db_up(self) -> bool:
+        """True after a successful database call, until one fails."""
+        return self._db_ever_up and not self._db_down
+
+    @property
+    def pending(self) -> int:
+        """Deliveries received and not yet committed."""
+        return len(self._pending)
+
+    async def check_db(self) -> tuple[bool, str]:
+        """Whether the store answers: the last call's outcome, or a probe (cached briefly)."""
+        if self._db_down:
+            return False, "unreachable (retrying)"
+        if self._db_ever_up:
+            return True, "connected"
+        now = time.monotonic()
+        if now - self._db_checked_at >= DB_PROBE_CACHE_S:
+            self._db_checked_at = now
+            try:
+                async with asyncio.timeout(self._settings.store.connect_timeout_s):
+                    conn = await connect(self._settings.store)
+                    await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                self._db_checked = (False, f"unreachable: {str(err) or type(err).__name__}")
+            else:
+                self._db_checked = (True, "reachable")
+        return self._db_checked
+
+    async def wait_stored(self, gateway: str, seq: int, timeout: float) -> bool:
+        """True once an event of `gateway` with sequence number `seq` or later is stored
+        (deliveries of one publisher arrive in order); False after `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.stored_seq.get(gateway, 0) < seq:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self._committed.clear()
+            await wait_event(self._committed, left)
+        return True
 
     async def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker has granted the subscriptions (at least once)."""
@@ -285,10 +340,17 @@ class Recorder:
                 continue
             seen.add(event.event_id)
             events.append(Received(event, message.payload, message.topic))
+        started = time.perf_counter()
         try:
             inserted, dead = await self._write(events, dead, first=batch[0].message)
         except _Abandoned:
             return
+        self.commit_seconds.observe(time.perf_counter() - started)
+        for received in events:
+            e = received.event
+            if e.seq > self.stored_seq.get(e.gateway, 0):
+                self.stored_seq[e.gateway] = e.seq
+        self._committed.set()
         self.stats.batches += 1
         self.stats.written += inserted
         self.stats.duplicates += repeated + len(events) - inserted
@@ -372,6 +434,7 @@ class Recorder:
     async def _db_failed(self, err: Exception, *, held: int = 0) -> None:
         """Note a failed database call (logging an outage once) and drop the connection."""
         reason = str(err) or type(err).__name__
+        self.stats.db_errors += 1
         if _unreachable(err):
             if not self._db_down:
                 message = "database connection lost" if self._db_ever_up else "database unavailable"

@@ -21,6 +21,7 @@ fraction of the volume.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -155,6 +156,53 @@ def _day(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y%m%d")
 
 
+class _Lines:
+    """`to_line` for samples, at a fraction of its cost (tens of thousands a second from OPC
+    UA): the machine and tag part is built once per tag, the time once per timestamp (the
+    samples of one reading share theirs), the day is read off the ISO text, and plain
+    numbers are written by their repr as `json.dumps` writes them. The same text, exactly
+    (a test compares them)."""
+
+    def __init__(self) -> None:
+        self._heads: dict[tuple[str, str], str] = {}
+        self._ts: object = None
+        self._iso = self._day = ""
+
+    def __call__(self, item: Logged) -> tuple[str, str]:
+        """(day, line) of one reading or command."""
+        if type(item) is not Sample:
+            return _day(item.ts), to_line(item)
+        ts = item.ts
+        if ts is not self._ts:
+            utc = ts if ts.tzinfo is UTC else ts.astimezone(UTC)
+            iso = utc.isoformat(timespec="milliseconds")
+            self._iso = iso[:-6] + "Z"  # "+00:00"
+            self._day = iso[0:4] + iso[5:7] + iso[8:10]
+            self._ts = ts
+        key = (item.machine, item.tag)
+        head = self._heads.get(key)
+        if head is None:
+            machine = json.dumps(item.machine, ensure_ascii=False)
+            tag = json.dumps(item.tag, ensure_ascii=False)
+            head = self._heads[key] = f',"machine":{machine},"tag":{tag},"value":'
+        value = item.value
+        kind = type(value)
+        if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+            text = float.__repr__(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        else:
+            text = json.dumps(value, ensure_ascii=False)
+        line = '{"ts":"' + self._iso + '"' + head + text + ',"quality":"' + item.quality + '"'
+        if item.status is not None:
+            line += ',"status":' + json.dumps(item.status, ensure_ascii=False)
+        return self._day, line + "}"
+
+
 class SampleLog:
     """Appends readings that changed to the day's file; `flush()` writes them out."""
 
@@ -165,6 +213,7 @@ class SampleLog:
         self._held: dict[tuple[str, str], Sample] = {}  # last unchanged reading, not yet logged
         self._pending: list[tuple[str, str]] = []  # (day, line)
         self._pruned_day: str | None = None
+        self._line = _Lines()
         self.written = 0
 
     def add(self, items: Iterable[Logged]) -> None:
@@ -173,6 +222,7 @@ class SampleLog:
         one reading stay together (the rules take a reading as one instant)."""
         before: list[tuple[str, str]] = []
         lines: list[tuple[str, str]] = []
+        line = self._line
         for item in items:
             if isinstance(item, Sample):
                 key = (item.machine, item.tag)
@@ -184,12 +234,12 @@ class SampleLog:
                 self._last[key] = seen
                 held = self._held.pop(key, None)
                 if held is not None:
-                    before.append((_day(held.ts), to_line(held)))
+                    before.append(line(held))
             elif isinstance(item, GatewayMark):
                 # The last unchanged readings before a stop are when each value was last
                 # seen (wraps are judged from there); after it every value is news again.
                 for held in self._held.values():
-                    before.append((_day(held.ts), to_line(held)))
+                    before.append(line(held))
                 self._held.clear()
                 self._last.clear()
             elif isinstance(item, Link) and not item.up:
@@ -198,8 +248,8 @@ class SampleLog:
                     del self._last[key]
                     held = self._held.pop(key, None)
                     if held is not None:
-                        before.append((_day(held.ts), to_line(held)))
-            lines.append((_day(item.ts), to_line(item)))
+                        before.append(line(held))
+            lines.append(line(item))
         self._pending.extend(before)
         self._pending.extend(lines)
 

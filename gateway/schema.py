@@ -1,4 +1,4 @@
-"""JSON Schema files of the event contract, generated from the models in gateway/events.py.
+"""JSON Schema files of the event contract, generated from the models in common/events.py.
 
 `python -m gateway.schema` rewrites gateway/schemas/*.json; a test fails when they drift.
 """

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -14,36 +15,95 @@ from gateway.config import MachineConfig, ModbusConnector, OpcUaConnector, Setti
 from gateway.logging import get_logger
 from gateway.synthetic import Emit as EmitDrafts
 from gateway.synthetic import run_synthetic
+from gateway.telemetry import SourceMetrics
 from rules.inputs import Tick
+from rules.spec import every_reading, machine_spec
 
 log = get_logger("gateway.sources")
 
 TICK_S = 1.0
 
 
-def connector_for(machine: MachineConfig) -> Connector | None:
-    """The connector reading this machine; None for the synthetic event source."""
+def connector_for(
+    machine: MachineConfig, observe_read: Callable[[float], None] | None = None
+) -> Connector | None:
+    """The connector reading this machine; None for the synthetic event source.
+
+    `observe_read` receives each read's request-to-response time in seconds (metrics).
+    """
     spec = machine.connector
     if isinstance(spec, ModbusConnector):
         from connectors.modbus.device import ModbusDevice
 
-        return ModbusDevice(machine.id, spec, machine.tags)
+        # Report by exception: the rules are fed what changed, and what they need each poll.
+        every = every_reading(machine_spec(machine))
+        if observe_read is None:
+            return ModbusDevice(machine.id, spec, machine.tags, every_poll=every)
+        return ModbusDevice(
+            machine.id,
+            spec,
+            machine.tags,
+            client_factory=_timed_modbus_client(observe_read),
+            every_poll=every,
+        )
     if isinstance(spec, OpcUaConnector):
         from connectors.opcua.device import OpcUaDevice
 
-        return OpcUaDevice(machine.id, spec, machine.tags)
+        device = OpcUaDevice(machine.id, spec, machine.tags)
+        device.observe_read = observe_read
+        return device
     return None
 
 
-async def run_sources(settings: Settings, readings: Emit, drafts: EmitDrafts) -> None:
+Trace = Callable[[bool, bytes], bytes]
+
+
+def _timed_modbus_client(observe: Callable[[float], None]) -> Callable[..., Any]:
+    """A Modbus client factory whose packet trace also times each request to its answer.
+
+    Only one request is ever outstanding on a connection, so the first bytes received after
+    bytes were sent are that request's answer.
+    """
+    from connectors.modbus.link import make_client
+
+    def factory(connector: ModbusConnector, *, trace_packet: Trace | None = None) -> Any:
+        sent_at = 0.0
+
+        def trace(sending: bool, data: bytes) -> bytes:
+            nonlocal sent_at
+            if sending:
+                sent_at = time.perf_counter()
+            elif sent_at:
+                observe(time.perf_counter() - sent_at)
+                sent_at = 0.0
+            return trace_packet(sending, data) if trace_packet is not None else data
+
+        return make_client(connector, trace_packet=trace)
+
+    return factory
+
+
+async def run_sources(
+    settings: Settings,
+    readings: Emit,
+    drafts: EmitDrafts,
+    *,
+    metrics: SourceMetrics | None = None,
+) -> None:
     """Every machine's connector in its own task, so a dead device never delays another."""
     async with asyncio.TaskGroup() as group:
         for machine in settings.machines:
-            connector = connector_for(machine)
+            kind = machine.connector.type
+            timed = metrics is not None and kind in ("modbus", "opcua")
+            observe = metrics.observer(machine.id, kind) if metrics is not None and timed else None
+            connector = connector_for(machine, observe)
             if connector is not None:
-                kind = machine.connector.type
+                emit = readings
+                if metrics is not None:
+                    metrics.add(machine.id, kind, connector)
+                    emit = metrics.counted(machine.id, readings)
                 group.create_task(
-                    _run_device(machine.id, kind, connector, readings), name=f"{kind}:{machine.id}"
+                    _run_device(machine.id, kind, connector, emit), name=f"{kind}:{machine.id}"
                 )
         group.create_task(run_synthetic(settings.machines, drafts), name="synthetic")
 

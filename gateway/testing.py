@@ -17,16 +17,11 @@ from pathlib import Path
 
 import asyncpg
 
+from common.net import free_port as free_port
 from gateway.events import CountData, Event, uuid7
 from gateway.store.writer import Received
 
 SHIPPED_BROKER_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mesgw.conf"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(host: str, port: int, timeout: float = 10.0) -> None:

@@ -163,3 +163,39 @@ def _within(occ: ShiftOccurrence, t: float) -> Segment:
 
 def utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
+
+
+def ms_stamp(t: float) -> str:
+    """t as `YYYYMMDDTHHMMSSfffZ`, cut to the millisecond as every event timestamp is."""
+    stamp = utc(t)
+    return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z"
+
+
+def ms_of(t: float) -> int:
+    """t in whole milliseconds, cut as event timestamps are."""
+    stamp = utc(t)
+    return int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
+
+
+class ShiftCursor:
+    """Where a machine's time is in its shift calendar: the segment it is in (a shift, its
+    break, or off shift), up to that segment's end, when the cursor moves on."""
+
+    __slots__ = ("calendar", "segment")
+
+    def __init__(self, calendar: Calendar | None) -> None:
+        self.calendar = calendar
+        self.segment: Segment = ALWAYS
+
+    def at(self, t: float) -> Segment:
+        """The segment at t (without moving there)."""
+        return ALWAYS if self.calendar is None else self.calendar.segment_at(t)
+
+    @property
+    def shift(self) -> ShiftOccurrence | None:
+        return self.segment.shift
+
+    @property
+    def shift_id(self) -> str | None:
+        shift = self.segment.shift
+        return None if shift is None else shift.shift_id

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gateway.events import CountQuality
+from common.events import CountQuality
 
 # Quality flags by rank: an interval holding several deltas carries the highest. A spike is
 # held, never counted; the flag stays in the contract for records of older gateways.
@@ -154,6 +154,30 @@ class Counter:
         if t - self.mid_ts >= WINDOW_S:
             self.since_ts, self.since_parts = self.mid_ts, self.mid_parts
             self.mid_ts, self.mid_parts = t, self.counted
+
+    def read(
+        self, value: int, t: float, max_rate: float | None
+    ) -> tuple[int, int, tuple[int, int, int, int | None, float] | None]:
+        """Take a good reading (after the first): (parts counted, quality rank, and what is
+        held, if the change cannot be vouched for: old and new raw value, the parts it
+        claims, the plausible maximum, since when). A held change counts no parts."""
+        old, since = self.raw, self.ts
+        assert old is not None
+        delta, quality, allowed = self.classify(value, t, max_rate)
+        held = None
+        if quality == HELD:
+            held = (old, value, delta, allowed, since)
+            delta, quality = 0, OK
+        self.accept(value, t, delta)
+        if self.stale:  # a read failed since the last good one: the delta is flagged
+            quality = max(quality, GAP)
+            self.stale = False
+        return delta, quality, held
+
+    def unreadable(self) -> None:
+        """A reading that could not be read, or makes no sense as a count."""
+        self.stale = self.raw is not None
+        self.settle()
 
     @staticmethod
     def held_reason(value: int, old: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rules.calendar import utc
+from rules.calendar import ms_of, ms_stamp
 from rules.reasons import Reason
 
 
@@ -76,18 +76,6 @@ class Downtime:
             announced=bool(data.get("announced", True)),
             unseen=bool(data.get("unseen", False)),
         )
-
-
-def ms_stamp(t: float) -> str:
-    """t as `YYYYMMDDTHHMMSSfffZ`, cut to the millisecond as every event timestamp is."""
-    stamp = utc(t)
-    return f"{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z"
-
-
-def ms_of(t: float) -> int:
-    """t in whole milliseconds, cut as event timestamps are."""
-    stamp = utc(t)
-    return int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000
 
 
 def downtime_id(machine: str, t: float, last: tuple[int, int]) -> tuple[str, tuple[int, int]]:

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from connectors.sample import Link, Sample
-from gateway.events import Draft
+from common.events import Draft
+from common.sample import Link, Sample
 from rules.calendar import Calendar, utc
 from rules.inputs import CommandResult, OrderCommand, PlannedOrder, Tick
 from rules.machine import Machine
 from rules.orders import ActiveOrder, OrderBook, master_problems, order_id
+from rules.saved import restore, snapshot
 from rules.spec import MachineSpec, PlantRules, machine_spec, plant_rules
 
 SNAPSHOT_VERSION = 1
@@ -73,13 +74,14 @@ class Engine:
             clock = reading.ts.timestamp()
             t = clock - self.late_s
             for machine in self._all:
-                machine.clock = clock
-                if not machine.started:
-                    machine.advance(clock)  # watched from now on: unknown until data comes
-                elif t >= machine.deadline:
-                    machine.advance(t)
-                elif t > machine.now:
-                    machine.now = t
+                time = machine.time
+                time.clock = clock
+                if not time.started:
+                    time.advance(clock)  # watched from now on: unknown until data comes
+                elif t >= time.deadline:
+                    time.advance(t)
+                elif t > time.now:
+                    time.now = t
         elif kind is Link:
             machine = self.machines.get(reading.machine)  # type: ignore[union-attr]
             if machine is None:
@@ -187,7 +189,7 @@ class Engine:
         machine = self.machines.get(cmd.machine)
         if machine is None:
             return self._refuse(cmd, f"unknown machine {cmd.machine!r}"), []
-        t = machine.time_of(cmd.ts)
+        t = machine.time.of(cmd.ts)
         result = self._apply(machine, cmd, t)
         drafts = self._out[:]
         self._out.clear()
@@ -195,7 +197,7 @@ class Engine:
 
     def _apply(self, machine: Machine, cmd: OrderCommand, t: float) -> CommandResult:
         wanted = order_id(cmd.order_id) if cmd.order_id is not None else None
-        running = machine.order
+        running = machine.orders.active
         if cmd.action == "start":
             problem = master_problems(wanted, cmd.quantity, cmd.ideal_cycle_time_s)
             if problem is not None or wanted is None:
@@ -225,7 +227,7 @@ class Engine:
         if cmd.action != "stop":
             return self._refuse(cmd, f"unknown action {cmd.action!r}")
         if running is None:
-            if wanted is not None and wanted == machine.last_completed:
+            if wanted is not None and wanted == machine.orders.last_completed:
                 return self._ok(machine, wanted, "completed")
             if wanted is not None:
                 return self._refuse(cmd, f"order {wanted} is not running on {machine.id}")
@@ -254,17 +256,17 @@ class Engine:
         """The active order of each machine, then the planned orders, as JSON-able dicts."""
         active = [
             {
-                "order_id": m.order.order_id,
-                "machine": m.id,
+                "order_id": order.order_id,
+                "machine": machine,
                 "status": "running",
-                "product": m.order.product,
-                "quantity": m.order.quantity,
-                "ideal_cycle_time_s": m.order.ideal_cycle_time_s,
-                "origin": m.order.origin,
-                "started": utc(m.order.started).isoformat(timespec="milliseconds"),
+                "product": order.product,
+                "quantity": order.quantity,
+                "ideal_cycle_time_s": order.ideal_cycle_time_s,
+                "origin": order.origin,
+                "started": utc(order.started).isoformat(timespec="milliseconds"),
             }
-            for m in self._all
-            if m.order is not None
+            for machine, order in ((m.id, m.orders.active) for m in self._all)
+            if order is not None
         ]
         return active + self.book.planned_list()
 
@@ -274,7 +276,7 @@ class Engine:
         """JSON-able state: counter baselines, open intervals, states, downtimes, orders."""
         return {
             "version": SNAPSHOT_VERSION,
-            "machines": {m.id: m.snapshot() for m in self._all},
+            "machines": {m.id: snapshot(m) for m in self._all},
             "orders": self.book.to_json(),
         }
 
@@ -288,4 +290,4 @@ class Engine:
         for mid, data in snapshot.get("machines", {}).items():
             machine = self.machines.get(mid)
             if machine is not None:
-                machine.restore(data)
+                restore(machine, data)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.sample import Link, Sample
-from gateway.events import CountData, DowntimeData, Draft, StateData
+from common.events import CountData, DowntimeData, Draft, StateData
+from common.sample import Link, Sample
 from rules.engine import Engine
 from rules.inputs import CommandResult, GatewayMark, OrderCommand, PlannedOrder, Tick
 

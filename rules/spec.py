@@ -67,6 +67,15 @@ def machine_spec(machine: Any) -> MachineSpec:
     )
 
 
+def every_reading(spec: MachineSpec) -> frozenset[str]:
+    """The tags whose unchanged readings the rules use, so a connector that reports by
+    exception still reads them in at every poll: the counters (a jump is judged against the
+    time since the value was last seen, not since it last changed). For every other tag a
+    reading that repeats the last value changes nothing: states, reasons, orders and the
+    tags of reason rules act on changes, and time passes with the ticks."""
+    return frozenset(name for name, tag in spec.tags.items() if tag.role.endswith("_count"))
+
+
 def plant_rules(settings: Any) -> PlantRules:
     """The plant-wide rule configuration (`[rules]`, `[shifts]`, `[[reasons]]`, tables)."""
     return PlantRules(

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rules.config import Bucket, StateTableConfig
+from rules.counters import ATTENTION
 
 _PACKML_BUCKETS: dict[str, Bucket] = {
     "undefined": "unknown",
@@ -164,3 +165,49 @@ class StateTable:
             if both is not None:
                 return both
         return self.codes.get(code, self.default)
+
+
+class StateTag:
+    """What the machine's state tag says: its last raw value, the bucket the state table
+    gives it (with the operation mode), its code, and why it is unknown when it is."""
+
+    __slots__ = ("bucket", "code", "mode_tag", "raw", "reason", "table")
+    lost_value: Any = ATTENTION  # what `raw` is when there is no value to compare with
+
+    def __init__(self, table: StateTable | None, mode_tag: str | None) -> None:
+        self.table = table
+        self.mode_tag = mode_tag
+        self.raw: Any = ATTENTION  # ATTENTION: no value to compare with
+        self.bucket: Bucket = "unknown"
+        self.code: int | str | None = None
+        self.reason: str | None = None
+
+    def same(self, value: Any) -> bool:
+        """Whether the tag still shows what it showed (1 and True are not the same)."""
+        return value == self.raw and type(value) is type(self.raw)
+
+    def read(self, value: Any, mode: Any) -> bool:
+        """Take a value (and the mode beside it); whether the bucket changed."""
+        assert self.table is not None
+        bucket = self.table.bucket(value, mode)
+        code = code_value(value)
+        if mode is not None and self.mode_tag is not None:
+            code = f"{code}:{code_value(mode)}"
+        self.code = code
+        if bucket == self.bucket:
+            return False
+        self.bucket = bucket
+        self.reason = None
+        if bucket == "unknown":
+            listed = self.table.names(value, mode)
+            self.reason = f"state code {code} " + (
+                "means unknown" if listed else "not in the state table"
+            )
+        return True
+
+    def lost(self, reason: str) -> None:
+        """No value to go by (unreadable, link down, gateway stopped)."""
+        self.raw = ATTENTION
+        self.bucket = "unknown"
+        self.code = None
+        self.reason = reason

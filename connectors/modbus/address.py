@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from connectors.modbus.codec import ORDERS, CodecError, register_count
 
 if TYPE_CHECKING:
-    from gateway.config import TagConfig
+    from connectors.tags import TagConfig
 
 Table = Literal["hr", "ir", "coil", "di"]
 BIT_TABLES: Final = frozenset({"coil", "di"})

@@ -11,11 +11,11 @@ from typing import Any
 from pydantic import ValidationError
 from pymodbus.exceptions import ModbusException
 
+from common.errors import GatewayError
 from connectors.modbus.address import BIT_TABLES, Table, parse_address
 from connectors.modbus.codec import ORDERS, CodecError, decode, register_count
+from connectors.modbus.config import ModbusConnector
 from connectors.modbus.link import Client, exception_text, library_listener, make_client, where
-from gateway.config import ModbusConnector
-from gateway.errors import GatewayError
 
 _TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string")
 _METHODS = {

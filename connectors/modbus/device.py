@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pymodbus.exceptions import ConnectionException, ModbusException
 
+from common.backoff import Backoff
+from common.logging import get_logger
 from connectors.modbus.address import TagSpec, tag_specs
 from connectors.modbus.decode import Decoder, decoder_for
 from connectors.modbus.link import (
@@ -35,16 +37,16 @@ from connectors.modbus.link import (
     exception_text,
     library_listener,
     make_client,
+    register_bytes,
     where,
 )
 from connectors.modbus.plan import Request, plan, split
 from connectors.modbus.wire import SerialLine, Wire, wire_for
 from connectors.sample import Emit, Link, Reading, Sample
-from gateway.backoff import Backoff
-from gateway.logging import get_logger
 
 if TYPE_CHECKING:
-    from gateway.config import ModbusConnector, TagConfig
+    from connectors.modbus.config import ModbusConnector
+    from connectors.tags import TagConfig
 
 log = get_logger("connectors.modbus")
 
@@ -82,14 +84,14 @@ class _Job:
     bits: bool
 
     @classmethod
-    def of(cls, request: Request) -> _Job:
+    def of(cls, request: Request, every: Collection[str] | None = None) -> _Job:
         method = {
             "hr": "read_holding_registers",
             "ir": "read_input_registers",
             "coil": "read_coils",
             "di": "read_discrete_inputs",
         }[request.table]
-        return cls(request, decoder_for(request), method, request.table in ("coil", "di"))
+        return cls(request, decoder_for(request, every), method, request.table in ("coil", "di"))
 
 
 @dataclass
@@ -110,8 +112,11 @@ class ModbusDevice:
         tags: Mapping[str, TagConfig],
         *,
         client_factory: Callable[..., Client] = make_client,
+        every_poll: Collection[str] | None = None,
     ) -> None:
         self.machine = machine_id
+        # Tags reported at every poll; the others only when they change (None: all always).
+        self._every = None if every_poll is None else frozenset(every_poll)
         self.connector = connector
         self.counters = Counters()
         specs, problems = tag_specs(
@@ -249,7 +254,7 @@ class ModbusDevice:
         for group in self._groups:
             # A new connection starts from the coalesced plan: a split may have been
             # caused by a device that was still starting up.
-            group.jobs = [_Job.of(r) for r in group.planned]
+            group.jobs = [_Job.of(r, self._every) for r in group.planned]
             group.due = start
         counters = self.counters
         while True:
@@ -291,13 +296,14 @@ class ModbusDevice:
                     parts = split(job.request) if code in _SPLIT_CODES else [job.request]
                     if len(parts) > 1:
                         self._split(job.request, parts, code)
-                        group.jobs[i : i + 1] = [_Job.of(p) for p in parts]
+                        group.jobs[i : i + 1] = [_Job.of(p, self._every) for p in parts]
                         continue  # read the parts now, in this cycle
                     out += _bad(machine, job.request, ts, exception_text(code))
+                    job.decoder.forget()  # the next good answer reports every tag again
                 elif job.bits:
-                    out += job.decoder.samples(machine, response.bits, ts)
+                    out += job.decoder.read(machine, response.bits, ts)
                 else:
-                    out += job.decoder.samples(machine, response.registers, ts)
+                    out += job.decoder.read(machine, register_bytes(response), ts)  # type: ignore[arg-type]
                 i += 1
         except LinkDown as err:
             ts = datetime.now(UTC)
@@ -361,8 +367,9 @@ class ModbusDevice:
         if response.function_code != request.function_code:
             return f"answer to function {response.function_code}, asked {request.function_code}"
         if request.table in ("hr", "ir"):
-            if len(response.registers) != request.count:
-                return f"{len(response.registers)} registers in answer, asked {request.count}"
+            got = len(register_bytes(response)) // 2
+            if got != request.count:
+                return f"{got} registers in answer, asked {request.count}"
         elif not request.count <= len(response.bits) < request.count + 8:
             return f"{len(response.bits)} bits in answer, asked {request.count}"
         return None

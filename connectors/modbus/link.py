@@ -11,17 +11,25 @@ reason it reports, and logs it at debug) instead of going to the journal on ever
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer import FramerType
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
+)
+
+from connectors.modbus.tcp import TcpClient
 
 if TYPE_CHECKING:
-    from gateway.config import ModbusConnector
+    from connectors.modbus.config import ModbusConnector
 
-Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient | TcpClient
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -63,6 +71,59 @@ if not any(isinstance(f, _RouteToDevice) for f in logging.getLogger(_PYMODBUS_LO
     logging.getLogger(_PYMODBUS_LOGGER).addFilter(_RouteToDevice())
 
 
+class _RegisterBytes:
+    """A read-registers answer that keeps its data as the bytes that came (`payload`,
+    big-endian registers): the decoder compares and unpacks those. pymodbus' own answer
+    decodes one register at a time into a list; here `registers` is only built when asked
+    for, and the answer's text (pymodbus formats every answer for its debug log, logged or
+    not) leaves the values out."""
+
+    function_code: int
+    dev_id: int
+    transaction_id: int
+    payload: bytes = b""
+
+    @property
+    def registers(self) -> list[int]:
+        return list(struct.unpack(f">{len(self.payload) // 2}H", self.payload))
+
+    @registers.setter
+    def registers(self, values: Sequence[int]) -> None:
+        self.payload = struct.pack(f">{len(values)}H", *values)
+
+    def decode(self, data: bytes) -> None:
+        size = data[0]
+        if size >= len(data):
+            raise ModbusIOException(
+                f"byte_count {size} > length of packet {len(data)}",
+                function_code=self.function_code,
+            )
+        self.payload = bytes(data[1 : 1 + size])
+
+    def __str__(self) -> str:
+        return (
+            f"{type(self).__name__}(dev_id={self.dev_id}, "
+            f"transaction_id={self.transaction_id}, registers={len(self.payload) // 2})"
+        )
+
+
+class HoldingRegisterBytes(_RegisterBytes, ReadHoldingRegistersResponse):  # type: ignore[misc]
+    pass
+
+
+class InputRegisterBytes(_RegisterBytes, ReadInputRegistersResponse):  # type: ignore[misc]
+    pass
+
+
+def register_bytes(response: object) -> bytes:
+    """The registers of an answer as big-endian bytes (as on the wire)."""
+    payload = getattr(response, "payload", None)
+    if isinstance(payload, bytes):
+        return payload
+    registers: Sequence[int] = getattr(response, "registers")  # noqa: B009
+    return struct.pack(f">{len(registers)}H", *registers)
+
+
 def where(connector: ModbusConnector) -> str:
     """Where the device is, for logs and messages: `host:port` or the serial port."""
     if connector.transport == "rtu":
@@ -77,7 +138,8 @@ def make_client(
     trace_packet: Callable[[bool, bytes], bytes] | None = None,
     trace_pdu: Callable[[bool, Any], Any] | None = None,
 ) -> Client:
-    """A pymodbus client that neither retries nor reconnects on its own: the caller does."""
+    """A client that neither retries nor reconnects on its own (the caller does): our own
+    for Modbus TCP (`connectors.modbus.tcp`), pymodbus' for RTU, on a line or over TCP."""
     common: dict[str, Any] = {
         "timeout": connector.timeout_s,
         "retries": 0,
@@ -89,7 +151,7 @@ def make_client(
     if connector.transport == "rtu":
         serial = connector.serial
         assert serial is not None, "validated by ModbusConnector"
-        return AsyncModbusSerialClient(
+        client: AsyncModbusSerialClient | AsyncModbusTcpClient = AsyncModbusSerialClient(
             serial.port,
             framer=FramerType.RTU,
             baudrate=serial.baudrate,
@@ -98,6 +160,16 @@ def make_client(
             stopbits=serial.stopbits,
             **common,
         )
-    assert connector.host is not None, "validated by ModbusConnector"
-    framer = FramerType.RTU if connector.transport == "rtu_over_tcp" else FramerType.SOCKET
-    return AsyncModbusTcpClient(connector.host, port=connector.port, framer=framer, **common)
+    elif connector.transport == "tcp":
+        assert connector.host is not None, "validated by ModbusConnector"
+        return TcpClient(
+            connector.host, connector.port, timeout=connector.timeout_s, trace_packet=trace_packet
+        )
+    else:
+        assert connector.host is not None, "validated by ModbusConnector"
+        client = AsyncModbusTcpClient(
+            connector.host, port=connector.port, framer=FramerType.RTU, **common
+        )
+    client.register(HoldingRegisterBytes)
+    client.register(InputRegisterBytes)
+    return client

@@ -23,11 +23,12 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from common.net import free_port
 from connectors.modbus.address import FUNCTION_CODES, Table
 from connectors.modbus.codec import encode
+from connectors.modbus.config import ModbusConnector
 from connectors.sample import Link, Reading, Sample
-from gateway.config import ModbusConnector, TagConfig
-from gateway.testing import free_port
+from connectors.tags import TagConfig
 
 _WRITE_CODES = {"hr": 16, "ir": 4, "coil": 15, "di": 2}
 

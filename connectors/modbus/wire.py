@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from connectors.modbus.link import Client, make_client
 
 if TYPE_CHECKING:
-    from gateway.config import ModbusConnector
+    from connectors.modbus.config import ModbusConnector
 
 Trace = Callable[[bool, bytes], bytes]
 ClientFactory = Callable[..., Client]

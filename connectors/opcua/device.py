@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -21,14 +22,15 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaStatusCodeError
 
+from common.backoff import Backoff
+from common.errors import GatewayError
+from common.logging import get_logger
+from connectors.opcua.config import OpcUaConnector
 from connectors.opcua.nodeid import NodeAddress, parse_node_id
 from connectors.opcua.session import open_session
 from connectors.opcua.values import Tag, status_name, to_sample
 from connectors.sample import Emit, Link, Reading, Sample
-from gateway.backoff import Backoff
-from gateway.config import OpcUaConnector, TagConfig
-from gateway.errors import GatewayError
-from gateway.logging import get_logger
+from connectors.tags import TagConfig
 
 log = get_logger("connectors.opcua")
 _T = TypeVar("_T")
@@ -102,6 +104,15 @@ class _Feed:
         self.lost_event.set()
 
 
+@dataclass
+class Counters:
+    """What the machine's task has done so far (for metrics and tests)."""
+
+    connects: int = 0  # sessions that delivered data or a subscription
+    reconnects: int = 0  # connects after the first
+    late_cycles: int = 0  # poll cycles skipped because a read overran the interval
+
+
 class OpcUaDevice:
     """Runs one machine's OPC UA connector until cancelled (the `Connector` protocol)."""
 
@@ -111,6 +122,9 @@ class OpcUaDevice:
         self.machine = machine_id
         self.cfg = connector
         self.tags = [self._tag(name, tag) for name, tag in tags.items()]
+        self.counters = Counters()
+        # Called with each poll Read's duration in seconds (metrics), when set.
+        self.observe_read: Callable[[float], None] | None = None
         self._link: bool | None = None
         self._last_error: str | None = None
         self._reported: dict[str, str] = {}  # tag -> problem logged last
@@ -145,9 +159,17 @@ class OpcUaDevice:
                 await self._down(emit, err)
             await asyncio.sleep(self._backoff.next_delay())
 
+    @property
+    def link_up(self) -> bool | None:
+        """None before the first attempt, then whether a session is open."""
+        return self._link
+
     # --- link state ------------------------------------------------------------------
 
     async def _up(self, emit: Emit) -> None:
+        self.counters.connects += 1
+        if self.counters.connects > 1:
+            self.counters.reconnects += 1
         if self._link is False:
             log.info("opcua link recovered", machine=self.machine, endpoint=self.cfg.endpoint)
         elif self._link is None:
@@ -382,7 +404,10 @@ class OpcUaDevice:
             now = time.monotonic()
             ready = [interval for interval, at in due.items() if at <= now]
             wanted = [pair for interval in ready for pair in groups.get(interval, ())]
+            started = time.perf_counter()
             values = await _read(client, [node for _, node in wanted], chunk)
+            if self.observe_read is not None and wanted:
+                self.observe_read(time.perf_counter() - started)
             self._backoff.reset()
             received = datetime.now(UTC)
             samples = []
@@ -395,6 +420,8 @@ class OpcUaDevice:
                     self._problem(tag.name, problem)
                     samples.append(Sample(self.machine, tag.name, None, received, "bad", problem))
                 # a late cycle is skipped, not caught up: the next read has the news anyway
+                if due[interval] + interval < now:
+                    self.counters.late_cycles += int((now - due[interval]) // interval)
                 due[interval] = max(due[interval] + interval, now)
             if samples:
                 await self._emit(emit, samples)

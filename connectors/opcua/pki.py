@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.config import OPCUA_PKI_DIR
-from gateway.errors import GatewayError
+from common.errors import GatewayError
+from connectors.opcua.config import OPCUA_PKI_DIR
 
 CERT_NAME = "client-cert.der"
 KEY_NAME = "client-key.pem"

@@ -20,9 +20,9 @@ from asyncua.crypto import security_policies, uacrypto
 from asyncua.ua.uaerrors import UaError
 from cryptography.hazmat.primitives import serialization
 
+from common.errors import GatewayError
 from connectors.opcua import pki
-from gateway.config import OpcUaConnector
-from gateway.errors import GatewayError
+from connectors.opcua.config import OpcUaConnector
 
 POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,

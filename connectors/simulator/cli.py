@@ -42,11 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     # Imported here: asyncua and pymodbus are slow to import for every other command.
+    from common.errors import ConfigError, GatewayError
+    from common.logging import configure
     from connectors.simulator.config import load_sim_config
     from connectors.simulator.gateway_config import gateway_machines, render_toml
     from connectors.simulator.scenario import load_scenario
-    from gateway.errors import ConfigError, GatewayError
-    from gateway.logging import configure
 
     config = load_sim_config(args.config)
     if args.truth is not None and not args.truth.parent.is_dir():
@@ -69,7 +69,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 async def _work(line: SimulatedLine, scenario: Scenario | None, truth: Path | None) -> None:
-    from gateway.logging import get_logger
+    from common.logging import get_logger
 
     if scenario is None:
         line.free_run()

@@ -12,12 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from common.config import Ident, Section, format_errors, read_toml
+from common.errors import ConfigError
 from connectors.simulator import layout
+from connectors.simulator.layout import CounterName as CounterName
 from connectors.simulator.states import Numbering, state_code
-from gateway.config import ByteOrder, Ident, Section, _read_toml, format_errors
-from gateway.errors import ConfigError
+from connectors.tags import ByteOrder
 
-CounterName = Literal["good", "reject", "total"]
 StateRef = Annotated[int, Field(ge=0, le=32767)] | str
 ReasonCode = Annotated[int, Field(ge=0, le=32767)]
 
@@ -216,7 +217,7 @@ class SimConfig(Section):
 
 def load_sim_config(path: Path) -> SimConfig:
     """Read and validate; raises ConfigError naming the file and key of every problem."""
-    data = _read_toml(path)
+    data = read_toml(path)
     try:
         config = SimConfig.model_validate(data)
     except ValidationError as exc:

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from connectors.simulator import layout
 from connectors.simulator.config import CounterSpec, MachineSpec, SimConfig
-from gateway.config import MachineConfig
 
 # The gateway's state table preset for each numbering the simulator speaks.
 STATE_TABLES = {"packtags": "packml-packtags", "opc30060": "packml-opc30060"}
@@ -115,8 +114,7 @@ def gateway_machines(
             "line": spec.line,
             "ideal_cycle_time_s": spec.cycle_time_s,
         }
-        if "state_table" in MachineConfig.model_fields:  # the rules' key, once it is there
-            machine["state_table"] = STATE_TABLES[spec.states]
+        machine["state_table"] = STATE_TABLES[spec.states]
         machines.append(machine | build(config, spec, endpoint))
     return machines
 

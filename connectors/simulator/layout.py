@@ -21,13 +21,29 @@ Every register value except the status word is written in the machine's byte ord
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
-
-if TYPE_CHECKING:
-    from connectors.simulator.config import MachineSpec
+from typing import Final, Literal, Protocol
 
 Table = Literal["hr", "ir", "coil", "di"]
+CounterName = Literal["good", "reject", "total"]
+
+
+class _Counter(Protocol):
+    @property
+    def data_type(self) -> str: ...
+
+
+class MachineLayout(Protocol):
+    """What the layout needs of a simulated machine (`config.MachineSpec` is one): the
+    config imports this module, so it names no config type itself."""
+
+    @property
+    def counters(self) -> Mapping[CounterName, _Counter]: ...
+
+    @property
+    def order_length(self) -> int: ...
+
 
 HR_COUNTER: Final = {"good": 0, "reject": 4, "total": 8}
 HR_STATE: Final = 12
@@ -64,7 +80,7 @@ class ModbusTag:
     export: bool = True
 
 
-def modbus_tags(spec: MachineSpec) -> list[ModbusTag]:
+def modbus_tags(spec: MachineLayout) -> list[ModbusTag]:
     """The machine's register map (see the module docstring)."""
     tags = [
         ModbusTag(name, COUNTER_ROLES[name], "hr", HR_COUNTER[name], counter.data_type)
@@ -116,7 +132,7 @@ _COUNTER_VARIANTS: Final[dict[str, OpcUaType]] = {
 }
 
 
-def opcua_tags(spec: MachineSpec) -> list[OpcUaTag]:
+def opcua_tags(spec: MachineLayout) -> list[OpcUaTag]:
     """The variables of the machine's object: counters, state, reason, order, speed, running."""
     tags = [
         OpcUaTag(name, COUNTER_ROLES[name], _COUNTER_VARIANTS[counter.data_type])

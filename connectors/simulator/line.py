@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from common.errors import ConfigError
+from common.logging import get_logger
+from common.net import free_port
 from connectors.simulator.behaviour import free_run, run_steps
 from connectors.simulator.config import ServerKey, SimConfig
 from connectors.simulator.gateway_config import Endpoint, gateway_machines
@@ -24,9 +27,6 @@ from connectors.simulator.modbus_server import ModbusStation
 from connectors.simulator.opcua_server import OpcUaStation
 from connectors.simulator.scenario import Scenario, check_scenario
 from connectors.simulator.truth import Drop, DropMode, MachineTruth, Truth
-from gateway.errors import ConfigError
-from gateway.logging import get_logger
-from gateway.testing import free_port
 
 log = get_logger("connectors.simulator")
 

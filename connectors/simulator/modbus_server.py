@@ -21,7 +21,7 @@ from connectors.modbus import codec
 from connectors.simulator import layout
 from connectors.simulator.config import MachineSpec
 from connectors.simulator.machine import TagValue
-from gateway.config import ByteOrder
+from connectors.tags import ByteOrder
 
 # Function code → table
 _TABLE_OF = {1: "coil", 5: "coil", 15: "coil", 2: "di", 4: "ir"} | {

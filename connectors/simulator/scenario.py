@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
 
+from common.config import Ident, Section, format_errors, read_toml
+from common.errors import ConfigError
 from connectors.simulator.config import (
     CounterName,
     ReasonCode,
@@ -35,8 +37,6 @@ from connectors.simulator.config import (
 )
 from connectors.simulator.states import state_code
 from connectors.simulator.truth import DropMode
-from gateway.config import Ident, Section, _read_toml, format_errors
-from gateway.errors import ConfigError
 
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -211,4 +211,4 @@ def parse_scenario(data: dict[str, Any], config: SimConfig, origin: str) -> Scen
 
 def load_scenario(path: Path, config: SimConfig) -> Scenario:
     """Read a scenario file and check it against the line it is to run on."""
-    return parse_scenario(_read_toml(path), config, str(path))
+    return parse_scenario(read_toml(path), config, str(path))

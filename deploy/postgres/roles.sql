@@ -33,7 +33,12 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO mesgw_recorder;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO mesgw_reader;
 -- The review service (`mesgw review`, `mesgw correct|confirm|export|user`) reads everything
 -- and only appends: revisions, the export ledger, users and their API tokens. It has no
--- UPDATE or DELETE anywhere, and the revisions and ledger tables refuse both by trigger too.
+-- UPDATE or DELETE on any record of production or of a correction, and the revisions and
+-- ledger tables refuse both by trigger too. The two exceptions hold no history: the review
+-- page's login sessions (web_sessions: created, touched, ended) and a user's password hash
+-- (`mesgw user passwd`).
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO mesgw_review;
 GRANT INSERT ON revisions, export_runs, export_lines, users, api_tokens TO mesgw_review;
+GRANT SELECT, INSERT, UPDATE, DELETE ON web_sessions TO mesgw_review;
+GRANT UPDATE (password_hash) ON users TO mesgw_review;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO mesgw_review;

@@ -107,6 +107,14 @@ class Publisher:
         self._done = asyncio.Event()
         self.published = 0  # messages handed to the broker, including re-publications
         self.removed = 0  # rows acknowledged and removed from the outbox
+        self.acked = 0  # event messages acknowledged by the broker
+        self.refused = 0  # event messages the broker refused (kept and re-published)
+        self.connects = 0  # connections acknowledged by the broker
+
+    @property
+    def in_flight(self) -> int:
+        """Messages published on this connection and not yet acknowledged."""
+        return len(self._in_flight) + len(self._status_mids)
 
     @property
     def connected(self) -> bool:
@@ -154,6 +162,7 @@ class Publisher:
     def _on_connect(self, info: Connected) -> None:
         limit = min(self._settings.mqtt.max_inflight, info.receive_maximum, _MAX_WINDOW)
         self._window = max(1, limit)
+        self.connects += 1
         self._reset()
         # The birth message goes first on every connection, before any re-publication.
         self._status_due = self._status_publication("online")
@@ -182,8 +191,10 @@ class Publisher:
             return
         row_id, message = entry
         if ack.refused:
+            self.refused += 1
             self._refused(row_id, message, ack.reason)
         else:
+            self.acked += 1
             self._refusals.reset()
             row = self._rows[row_id]
             row.pending -= 1

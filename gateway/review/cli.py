@@ -385,6 +385,25 @@ async def cmd_user_list(conn: asyncpg.Connection, s: Settings, args: argparse.Na
     return 0
 
 
+async def cmd_user_passwd(conn: asyncpg.Connection, s: Settings, args: argparse.Namespace) -> int:
+    """Set a user's login password for the review page: typed twice at a terminal, or one
+    line on stdin with --password-stdin (for scripts; never as an argument, which `ps` and
+    the shell history would show)."""
+    from gateway.web.auth import set_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"new password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("mesgw: the two passwords differ; nothing changed", file=sys.stderr)
+            return 1
+    await set_password(conn, args.name, password)
+    ended = await conn.execute("DELETE FROM web_sessions WHERE username = $1", args.name)
+    print(f"password of {args.name} set; {ended.split()[-1]} open session(s) ended")
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -522,5 +541,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token.add_argument("name")
     token.add_argument("--label")
     token.set_defaults(func=_run(cmd_user_token))
+    passwd = common(
+        u_sub.add_parser("passwd", help="set a user's password for the review page"), user=False
+    )
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    passwd.set_defaults(func=_run(cmd_user_passwd))
     listing = common(u_sub.add_parser("list", help="list users"), user=False)
     listing.set_defaults(func=_run(cmd_user_list))

@@ -1,4 +1,6 @@
-"""`mesgw review --config FILE`: the review service beside the database, until SIGTERM."""
+"""`mesgw review --config FILE`: the review service beside the database, until SIGTERM: the
+JSON API under /api/v1/ (gateway/review/api.py) and the review page (gateway/web), over
+HTTPS when `[web] tls_cert_file`/`tls_key_file` are set."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 from aiohttp import web
@@ -14,9 +17,13 @@ from gateway import __version__
 from gateway.config import Settings, StoreSection
 from gateway.errors import GatewayError, StoreError
 from gateway.logging import get_logger
+from gateway.metrics import MetricsServer
 from gateway.review.api import build_app
+from gateway.review.metrics import instrument
 from gateway.store.db import describe, redact
 from gateway.systemd import Notifier
+from gateway.web.app import setup_pages
+from gateway.web.pages import LIVE_STREAMS
 
 log = get_logger("gateway.review")
 
@@ -41,14 +48,27 @@ async def create_pool(cfg: StoreSection) -> asyncpg.Pool:
     return pool
 
 
+@dataclass(frozen=True, slots=True)
+class Listening:
+    port: int  # the page's and the API's
+    metrics: MetricsServer | None  # /metrics, /healthz, /readyz (its .port once started)
+
+
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[int]:
-    """The service listening; yields the bound port."""
+async def running(settings: Settings) -> AsyncIterator[Listening]:
+    """The service listening; yields the bound ports."""
     pool = await create_pool(settings.store)
-    runner = web.AppRunner(build_app(settings, pool), access_log=None)
+    tls = settings.web.ssl_context()
+    app = build_app(settings, pool)
+    page = settings.web.with_default_zone(settings.rules.timezone)
+    setup_pages(app, pool, page, settings.review, settings.reasons, secure=tls is not None)
+    streams = app[LIVE_STREAMS]
+    metrics = instrument(app, pool, lambda: len(streams), settings.metrics)
+    serving = asyncio.create_task(metrics.run()) if metrics is not None else None
+    runner = web.AppRunner(app, access_log=None)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.review.host, settings.review.port)
+        site = web.TCPSite(runner, settings.review.host, settings.review.port, ssl_context=tls)
         try:
             await site.start()
         except OSError as err:
@@ -59,8 +79,13 @@ async def running(settings: Settings) -> AsyncIterator[int]:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         port = int(sockets[0].getsockname()[1]) if sockets else settings.review.port
-        yield port
+        if metrics is not None:
+            await metrics.wait_started(5)
+        yield Listening(port, metrics)
     finally:
+        if metrics is not None and serving is not None:
+            await metrics.stop()
+            await serving
         await runner.cleanup()
         await pool.close()
 
@@ -72,7 +97,8 @@ async def serve(settings: Settings, *, notifier: Notifier | None = None) -> None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with running(settings) as port:
+        async with running(settings) as listening:
+            port = listening.port
             log.info("review service started", version=__version__, port=port)
             n.ready(f"serving on {settings.review.host}:{port}")
             await stop.wait()

@@ -84,6 +84,7 @@ def setup_pages(
         value=fmt.value,
         isotime=fmt.isotime,
         tojson_sorted=fmt.tojson_sorted,
+        entry_words=fmt.entry_words,
     )
     app[AUTH] = WebAuth(pool, settings, secure_cookie=secure)
     app[REVIEW] = review

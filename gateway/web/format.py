@@ -81,3 +81,47 @@ def isotime(text: str | datetime | None, tz: tzinfo) -> str:
 def tojson_sorted(v: Any) -> str:
     """The value as canonical JSON: a form sends back exactly what it was shown."""
     return json.dumps(v, sort_keys=True)
+
+
+def _times(values: Any, tz: tzinfo) -> str:
+    return ", ".join(isotime(v, tz)[11:] for v in (values or [])[:3]) + (
+        " …" if len(values or []) > 3 else ""
+    )
+
+
+def entry_words(entry: dict[str, Any], tz: tzinfo) -> str:
+    """A review-queue entry's details as a sentence the clerk reads, not as data."""
+    d = entry.get("detail") or {}
+    kind = entry.get("kind")
+    if kind == "held":
+        most = d.get("plausible_max")
+        limit = f"at most {most} plausible" if most is not None else "no plausible rate known"
+        why = "too fast" if d.get("reason") == "spike" else "went down"
+        return (
+            f"{d.get('counter')} counter {d.get('old_raw')} -> {d.get('new_raw')} ({why}; {limit})"
+        )
+    if kind == "flagged":
+        return f"{d.get('records')} count record(s) flagged {d.get('quality')}"
+    if kind == "downtime":
+        end = isotime(d["end"], tz)[11:] if d.get("end") else "still down"
+        return f"{d.get('downtime_id')}: {isotime(d.get('start'), tz)[11:]} to {end}, no reason"
+    if kind == "quantity":
+        return (
+            f"good {d.get('good')} + scrap {d.get('scrap')} against {d.get('quantity')} planned"
+            f" (tolerance {d.get('tolerance_pct')} %)"
+        )
+    if kind == "mismatch":
+        return (
+            f"total {d.get('total')} but good {d.get('good')} + reject {d.get('reject')}"
+            f" in {d.get('records')} record(s)"
+        )
+    if kind == "no_order":
+        return (
+            f"{d.get('intervals')} stretch(es) without an order, from {_times(d.get('starts'), tz)}"
+        )
+    if kind == "link_down":
+        reasons = "; ".join(str(r) for r in (d.get("reasons") or []) if r)
+        return f"{d.get('outages')} outage(s) from {_times(d.get('starts'), tz)}" + (
+            f": {reasons}" if reasons else ""
+        )
+    return "; ".join(f"{k}: {v}" for k, v in d.items() if v is not None)

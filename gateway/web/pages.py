@@ -41,7 +41,7 @@ def context(request: web.Request, nav: str, **values: Any) -> dict[str, Any]:
     return {
         "user": user,
         "nav": nav,
-        "tz": auth.settings.timezone,
+        "tz": auth.settings.timezone or "UTC",
         "zone": auth.settings.zone,
         "messages": messages,
         "request_qs": request.query_string,
@@ -404,7 +404,7 @@ async def export_page(request: web.Request) -> web.Response:
                     sel,
                     fmt="json",
                     cfg=request.app[REVIEW].export,
-                    timezone=auth.settings.timezone,
+                    timezone=auth.settings.timezone or "UTC",
                     check=True,
                 )
         except ReviewError as err:
@@ -449,7 +449,7 @@ async def export_download(request: web.Request) -> web.StreamResponse:
                 sel,
                 fmt=fmt,
                 cfg=request.app[REVIEW].export,
-                timezone=auth.settings.timezone,
+                timezone=auth.settings.timezone or "UTC",
                 check=check,
             )
     except Forbidden as err:

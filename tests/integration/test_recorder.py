@@ -234,6 +234,22 @@ async def test_an_event_becomes_a_row(broker: Broker, prefix: str, dsn: str, ver
     assert recorder.stats.batches == 1
 
 
+async def test_wait_stored_returns_once_the_gateways_last_event_is_stored(
+    broker: Broker, prefix: str, dsn: str
+) -> None:
+    # What an orderly stop of `mesgw run` with its recorder waits for (gateway/daemon.py).
+    settings = settings_for(broker, prefix, dsn)
+    async with running(Recorder(settings)) as recorder:
+        assert not await recorder.wait_stored("gw-t", 1, 0.2)  # nothing yet: times out
+        waiting = asyncio.create_task(recorder.wait_stored("gw-t", 30, 20))
+        await publish(broker, messages([event(i) for i in range(1, 31)], prefix))
+        assert await waiting
+        assert await rows(dsn) == 30
+        assert recorder.stored_seq == {"gw-t": 30}
+        assert not await recorder.wait_stored("gw-t", 31, 0.2)
+        assert await recorder.wait_stored("gw-t", 12, 0)  # already there: at once
+
+
 @pytest.mark.parametrize("version", ["5", "3.1.1"])
 async def test_events_published_while_the_recorder_is_away_arrive(
     broker: Broker, prefix: str, dsn: str, version: str

@@ -27,9 +27,10 @@ def readings(seed: int = 13) -> Iterator[Logged]:
     press = {"good": 65000, "reject": 10, "state": 6, "reason": 0, "door": False, "order": "A-1"}
     oven = {"total": 500, "reject": 3, "state": 3, "mode": 3, "reason": 0}
     saw = {"total": 99000}
+    filler = {"good": 0, "state": 1, "reason": 0}
     last: dict[tuple[str, str], object] = {}
     away = 0  # polls the gateway is still stopped for
-    links: dict[str, int] = {"press-1": 0, "oven-1": 0, "saw-1": 0}
+    links: dict[str, int] = {"press-1": 0, "oven-1": 0, "saw-1": 0, "filler-1": 0}
     order_n = 1
     oven_order: str | None = None
 
@@ -90,7 +91,18 @@ def readings(seed: int = 13) -> Iterator[Logged]:
         if rng.random() < 0.85 and (p // 30) % 4 != 3:
             saw["total"] = (saw["total"] + rng.randint(1, 6)) % 100000
 
-        for machine, values in (("press-1", press), ("oven-1", oven), ("saw-1", saw)):
+        # filler-1: short stops that end running again (micro-stops), a few long ones
+        if filler["state"] == 1 and rng.random() < 0.15:
+            filler["state"], filler["reason"] = rng.choice([(2, 101), (2, 102), (3, 0), (2, 0)])
+        elif filler["state"] != 1 and rng.random() < 0.4:
+            filler["state"], filler["reason"] = 1, 0
+        elif filler["state"] == 2 and rng.random() < 0.2:
+            filler["reason"] = rng.choice([101, 102, 0])
+        if filler["state"] == 1:
+            filler["good"] += rng.randint(5, 20)
+
+        machines = (("press-1", press), ("oven-1", oven), ("saw-1", saw), ("filler-1", filler))
+        for machine, values in machines:
             if links[machine]:
                 links[machine] -= 1
                 if not links[machine]:

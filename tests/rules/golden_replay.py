@@ -1,10 +1,11 @@
 """The golden replay: recorded sample logs through the rules, every event as a JSON line.
 
 `golden/<name>/` holds a gateway config (`config.toml`), the sample log a run recorded
-(`samples.jsonl.gz`: `make demo`'s, the end-to-end test's, and a made-up morning from
-`golden_plant.py`), optionally a `schedule.csv`, and what replaying them made when they
-were recorded: `events.jsonl.gz` (every event, as `mesgw replay --events` writes them, then
-each command's reply) and `snapshot.json` (the rules' saved state at the end).
+(`samples.jsonl.gz`: `make demo`'s, of 45 s and of 120 s; the end-to-end test's; a made-up
+morning from `golden_plant.py`), optionally a `schedule.csv`, and what replaying them made
+with the rules before they were split into parts (commit adea456): `events.jsonl.gz` (every
+event, as `mesgw replay --events` writes them, then each command's reply) and
+`snapshot.json` (the rules' saved state at the end).
 
 Record again (only for a deliberate change of behaviour, and read the diff):
 `.venv/bin/python tests/rules/golden_replay.py [--plant] [name …]`.

@@ -22,4 +22,4 @@ def test_golden_replay_is_unchanged(name: str) -> None:
 
 
 def test_every_golden_log_is_there() -> None:
-    assert names() == ["demo", "e2e", "plant"]
+    assert names() == ["demo", "demo-120s", "e2e", "plant"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.sample import Link, Sample
-from gateway.samples import SampleLog, SampleLogError, from_line, read_log, to_line
+from gateway.samples import SampleLog, SampleLogError, _Lines, from_line, read_log, to_line
 from rules.inputs import OrderCommand
 
 T0 = datetime(2026, 11, 22, 23, 59, 59, 500_000, tzinfo=UTC)
@@ -113,3 +115,34 @@ def test_bad_lines_name_file_line_and_problem(tmp_path: Path, line: str, message
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SampleLogError, match="cannot read"):
         list(read_log(tmp_path / "nope.jsonl"))
+
+
+_zones = st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-9.5))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            Sample,
+            machine=st.text(min_size=1, max_size=8),
+            tag=st.text(min_size=1, max_size=8),
+            value=st.none()
+            | st.booleans()
+            | st.integers(-(2**70), 2**70)
+            | st.floats()
+            | st.text(max_size=6),
+            ts=st.datetimes(
+                min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=_zones
+            ),
+            quality=st.sampled_from(["good", "uncertain", "bad"]),
+            status=st.none() | st.text(max_size=6),
+        ),
+        max_size=6,
+    )
+)
+def test_the_fast_sample_lines_are_to_line_exactly(samples: list[Sample]) -> None:
+    lines = _Lines()
+    for sample in samples + samples:  # again: from the caches
+        day = sample.ts.astimezone(UTC).strftime("%Y%m%d")
+        assert lines(sample) == (day, to_line(sample))

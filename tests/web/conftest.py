@@ -3,59 +3,19 @@ real browser (Debian's chromium through Playwright) to use it."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
+from recorded_day import load
+from web_support import CHROMIUM, CHROMIUM_ARGS, PASSWORDS, Site, serve
 
-from gateway.config import ReviewSection, StoreSection, load_config
+from gateway.config import StoreSection
 from gateway.review.users import add_user
 from gateway.store import migrate
-from gateway.testing import free_port
-from gateway.web.app import setup_pages
 from gateway.web.auth import set_password
-from gateway.web.config import WebSection
-
-sys.path.insert(0, str(Path(__file__).parent))
-from recorded_day import DEMO, load
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Screenshots of the main pages, written by every run (not committed; README links them).
-SHOTS = Path(__file__).resolve().parents[2] / ".cache" / "screenshots"
-PASSWORDS = {"clara": "clerk-pass-123", "vic": "viewer-pass-123", "sam": "super-pass-123"}
-
-
-@dataclass
-class Site:
-    url: str
-    pool: asyncpg.Pool
-    dsn: str
-
-
-async def serve(dsn: str, **web_settings: Any) -> tuple[web.AppRunner, Site, asyncpg.Pool]:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
-    app = web.Application()
-    settings = WebSection(timezone="Europe/Berlin", **web_settings)
-    reasons = load_config(DEMO / "config.toml").reasons
-    setup_pages(app, pool, settings, ReviewSection(), reasons, secure=False)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, Site(f"http://127.0.0.1:{port}", pool, dsn), pool
 
 
 @pytest.fixture
@@ -93,17 +53,3 @@ async def browser() -> AsyncIterator[Any]:
             yield b
         finally:
             await b.close()
-
-
-async def log_in(browser: Any, site: Site, name: str, **context: Any) -> Any:
-    """A new browser context logged in as `name`; returns its page."""
-    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, **context)
-    page = await ctx.new_page()
-    page.set_default_timeout(10_000)
-    await page.goto(site.url + "/")
-    assert page.url.startswith(site.url + "/login")
-    await page.fill("#username", name)
-    await page.fill("#password", PASSWORDS[name])
-    await page.click("button[type=submit]")
-    await page.wait_for_url(site.url + "/")
-    return page

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHOTS, Site, log_in
 from recorded_day import HELD_ID
+from web_support import SHOTS, Site, log_in
 
 pytestmark = pytest.mark.integration
 ORDER = "WO-1001"
@@ -45,8 +45,10 @@ async def test_a_clerks_day(site: Site, browser: Any) -> None:
     await shot(page, "overview")
 
     # The queue first: the held count is there, linked to its order.
-    await page.click("text=Review queue")
+    # (The recorded day, not the default last week: the test must not age.)
+    await page.goto(site.url + "/queue?day=2026-12-07")
     held_entry = page.locator(f"tr[data-key='held:{HELD_ID}']")
+    await held_entry.wait_for()
     assert await held_entry.count() == 1
     assert "65\u202f000" in await held_entry.inner_text()
     await shot(page, "queue")
@@ -111,6 +113,15 @@ async def test_a_clerks_day(site: Site, browser: Any) -> None:
         await submit(page, form)
         status = page.locator(f"section[data-machine='{machine}'] .status")
         assert await status.inner_text() == "confirmed"
+
+    # Only a supervisor reopens: the clerk's button is disabled and the server says no.
+    assert await page.locator("form[aria-label='reopen filler-1'] button").is_disabled()
+    csrf = await page.get_attribute("header input[name=csrf]", "value")
+    refused = await page.request.post(
+        f"{site.url}/orders/{ORDER}/reopen",
+        form={"csrf": csrf, "machine": "filler-1", "reason": "a clerk tries"},
+    )
+    assert refused.status == 403
 
     # Export: the preview lists four confirmations, the download records them.
     await page.goto(f"{site.url}/export?order={ORDER}")

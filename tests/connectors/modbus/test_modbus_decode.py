@@ -148,3 +148,121 @@ def test_bits() -> None:
     ]
     one = BitDecoder(Request("di", 4, 1, (TagSpec("d", "di", 4, 1, "bool", "ABCD"),)))
     assert one.values([True, False, False, False, False, False, False, False]) == [True]
+
+
+# -- report by exception: only what changed (and what is reported at every poll) -----------
+
+
+def _bytes(registers: list[int]) -> bytes:
+    return struct.pack(f">{len(registers)}H", *registers)
+
+
+def _reported(decoder: RegisterDecoder, registers: list[int]) -> dict[str, object]:
+    return {s.tag: s.value for s in decoder.read("m", _bytes(registers), TS)}
+
+
+def _want(tag: TagSpec, registers: list[int]) -> object:
+    want = expected(tag, registers)
+    return None if isinstance(want, float) and not math.isfinite(want) else want
+
+
+@settings(max_examples=400, deadline=None)
+@given(layouts(), st.data())
+def test_a_changed_response_reports_exactly_the_tags_on_changed_registers(
+    layout: tuple[list[TagSpec], list[int]], data: st.DataObject
+) -> None:
+    tags, first = layout
+    every = data.draw(st.sets(st.sampled_from([t.name for t in tags])))
+    decoder = RegisterDecoder(Request("hr", 0, 120, tuple(tags)), every)
+    # The first response reports every tag.
+    assert _reported(decoder, first) == {t.name: _want(t, first) for t in tags}
+    second = list(first)
+    for at in data.draw(st.sets(st.integers(0, 119), max_size=8)):
+        second[at] = data.draw(st.integers(0, 0xFFFF))
+    changed = {at for at in range(120) if second[at] != first[at]}
+    touched = {t.name for t in tags if changed & set(range(t.start, t.end))}
+    got = _reported(decoder, second)
+    assert got == {t.name: _want(t, second) for t in tags if t.name in touched | every}
+    # The same bytes again: only the tags reported at every poll.
+    assert _reported(decoder, second) == {t.name: _want(t, second) for t in tags if t.name in every}
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("data_type", NUMERIC)
+def test_a_change_in_any_one_word_of_any_type_in_any_order_is_reported(
+    data_type: str, order: str
+) -> None:
+    size = register_count(data_type)
+    spec = TagSpec("v", "hr", 11, size, data_type, order)
+    other = TagSpec("w", "hr", 10 + size + 1, 1, "uint16", "ABCD")
+    decoder = RegisterDecoder(Request("hr", 10, size + 2, (spec, other)), every=())
+    value = {"float32": -1.5, "float64": 1e300}.get(data_type, 100 if "u" in data_type else -100)
+    registers = [0xDEAD, *encode(value, data_type, order), 0xBEEF]
+    assert _reported(decoder, registers) == {"v": value, "w": 0xBEEF}
+    assert _reported(decoder, registers) == {}
+    for word in range(size):
+        registers[1 + word] ^= 0x0100  # one byte of one word of the value
+        want = decode(registers[1 : 1 + size], data_type, order)
+        got = _reported(decoder, registers)
+        assert list(got) == ["v"]
+        if isinstance(want, float) and math.isnan(want):
+            assert got["v"] is None
+        else:
+            assert got["v"] == want
+    registers[-1] = 7
+    assert _reported(decoder, registers) == {"w": 7}
+
+
+def test_first_response_forget_and_a_length_change_report_every_tag() -> None:
+    tags = (
+        TagSpec("good", "hr", 0, 2, "uint32", "ABCD"),
+        TagSpec("state", "hr", 2, 1, "int16", "ABCD"),
+        TagSpec("temp", "hr", 3, 2, "float32", "CDAB", scale=0.5),
+    )
+    decoder = RegisterDecoder(Request("hr", 0, 5, tags), every={"good"})
+    registers = [*encode(41, "uint32"), 6, *encode(20.0, "float32", "CDAB")]
+    everything = {"good": 41, "state": 6, "temp": 10.0}
+    assert _reported(decoder, registers) == everything
+    assert _reported(decoder, registers) == {"good": 41}  # the counter at every poll
+    decoder.forget()  # an error or a lost link in between: every tag is news again
+    assert _reported(decoder, registers) == everything
+    # An answer of another length is refused (the poller checks the length before, and
+    # drops the connection), and the next one of the right length reports every tag.
+    with pytest.raises(ValueError, match="4 registers in answer, asked 5"):
+        decoder.read("m", _bytes(registers)[:8], TS)
+    assert _reported(decoder, registers) == everything
+    assert _reported(decoder, registers) == {"good": 41}
+
+
+def test_a_non_finite_float_that_changes_is_bad_and_good_again() -> None:
+    tags = (TagSpec("a", "hr", 0, 2, "float32", "ABCD"), TagSpec("b", "hr", 2, 1, "int16", "ABCD"))
+    decoder = RegisterDecoder(Request("hr", 0, 3, tags), every=())
+    decoder.read("m", _bytes([*encode(1.0, "float32"), 5]), TS)
+    [bad] = decoder.read("m", _bytes([*encode(math.nan, "float32"), 5]), TS)
+    assert (bad.tag, bad.value, bad.quality, bad.status) == (
+        "a",
+        None,
+        "bad",
+        "not a finite number",
+    )
+    [good] = decoder.read("m", _bytes([*encode(2.0, "float32"), 5]), TS)
+    assert (good.tag, good.value, good.quality) == ("a", 2.0, "good")
+
+
+def test_without_every_each_response_reports_every_tag() -> None:
+    tags = (TagSpec("a", "hr", 0, 1, "int16", "ABCD"), TagSpec("b", "hr", 1, 1, "int16", "ABCD"))
+    decoder = RegisterDecoder(Request("hr", 0, 2, tags))
+    assert _reported(decoder, [1, 2]) == _reported(decoder, [1, 2]) == {"a": 1, "b": 2}
+
+
+def test_bits_report_by_exception() -> None:
+    tags = [TagSpec(f"c{i}", "coil", i * 3, 1, "bool", "ABCD") for i in range(5)]
+    [request] = plan(tags)
+    decoder = BitDecoder(request, every={"c4"})
+    bits = [False] * 16
+    assert len(decoder.read("m", bits, TS)) == 5
+    assert [(s.tag, s.value) for s in decoder.read("m", bits, TS)] == [("c4", False)]
+    bits[3] = bits[4] = True  # c1 and a bit no tag reads
+    assert [(s.tag, s.value) for s in decoder.read("m", bits, TS)] == [("c1", True), ("c4", False)]
+    decoder.forget()
+    assert len(decoder.read("m", bits, TS)) == 5

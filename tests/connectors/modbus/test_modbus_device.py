@@ -431,3 +431,96 @@ async def test_a_non_finite_float_is_bad_and_the_rest_good(simulator: Start, run
 def test_a_device_with_bad_tags_refuses_to_start() -> None:
     with pytest.raises(ValueError, match=r"tags.x.address: 'hr:x' is not a Modbus address"):
         ModbusDevice("m", connector_for(port=502), {"x": tag_config("hr:x")})
+
+
+# -- report by exception -------------------------------------------------------------------
+
+
+def _batches(readings: Readings, since: int) -> list[dict[str, Any]]:
+    return [
+        {r.tag: r.value for r in batch if hasattr(r, "tag")} for batch in readings.batches[since:]
+    ]
+
+
+async def test_reports_what_changed_and_the_counters_every_poll(
+    simulator: Start, running: Run
+) -> None:
+    sim = await simulator()
+    await sim.set_value(0, 41, "uint32")
+    await sim.set_value(2, 6, "int16")
+    await sim.set_value(3, 2.5, "float32", "CDAB")
+    await sim.set_value(5, "AB-42", "string", length=5)
+    tags = {
+        "good": tag_config("hr:0", type="uint32"),
+        "state": tag_config("hr:2", type="int16"),
+        "temp": tag_config("hr:3", type="float32", order="CDAB"),
+        "name": tag_config("hr:5", type="string", length=5),
+    }
+    device = ModbusDevice("m", connector_for(sim), tags, every_poll={"good"})
+    readings = Readings()
+    running(device, readings)
+    await readings.wait(lambda: device.counters.cycles >= 3)
+    first, *rest = _batches(readings, 0)
+    assert first == {"good": 41, "state": 6, "temp": 2.5, "name": "AB-42"}
+    assert rest and all(batch == {"good": 41} for batch in rest)
+
+    # One word of the float (CDAB: register 3 holds its low half) and then the state.
+    seen = len(readings.batches)
+    [low, high] = (await sim.set_value(3, 2.75, "float32", "CDAB"))[:2]
+    await readings.wait(lambda: any("temp" in b for b in _batches(readings, seen)))
+    changed = next(b for b in _batches(readings, seen) if "temp" in b)
+    assert changed == {"good": 41, "temp": 2.75}
+    assert (low, high) != (0, 0)
+    seen = len(readings.batches)
+    await sim.set_registers("hr", 2, [2])
+    await readings.wait(lambda: any("state" in b for b in _batches(readings, seen)))
+    assert next(b for b in _batches(readings, seen) if "state" in b) == {"good": 41, "state": 2}
+    assert all(s.quality == "good" for s in readings.samples())
+
+
+async def test_refused_tags_stay_bad_every_poll_while_the_rest_report_changes(
+    simulator: Start, running: Run
+) -> None:
+    sim = await simulator({1: Unit(holes=(("hr", 50, 2),))})
+    await sim.set_value(40, 7, "uint16")
+    await sim.set_value(52, 9, "uint16")
+    tags = {
+        "before": tag_config("hr:40"),
+        "refused": tag_config("hr:50"),
+        "after": tag_config("hr:52"),
+    }
+    device = ModbusDevice("m", connector_for(sim), tags, every_poll=())
+    readings = Readings()
+    running(device, readings)
+    await readings.wait(lambda: device.counters.cycles >= 4)
+    assert {s.value for s in readings.samples("before")} == {7}
+    assert len(readings.samples("before")) == len(readings.samples("after")) == 1
+    refused = readings.samples("refused")
+    assert len(refused) == device.counters.cycles  # an error is reported at every poll
+    assert {(s.quality, s.status) for s in refused} == {
+        ("bad", "exception 2 (illegal data address)")
+    }
+
+
+async def test_after_a_lost_link_every_tag_is_reported_again(
+    simulator: Start, running: Run
+) -> None:
+    sim = await simulator()
+    await sim.set_value(0, 41, "uint32")
+    await sim.set_value(2, 6, "int16")
+    tags = {"good": tag_config("hr:0", type="uint32"), "state": tag_config("hr:2", type="int16")}
+    device = ModbusDevice("m", connector_for(sim, retries=0), tags, every_poll={"good"})
+    readings = Readings()
+    running(device, readings)
+    await readings.wait(lambda: device.counters.cycles >= 2)
+    assert len(readings.samples("state")) == 1
+
+    sim.fault.short = True  # an answer one register short: no answer to trust, link down
+    await readings.wait(lambda: [link.up for link in readings.links()] == [True, False])
+    assert readings.latest("state").quality == "bad"
+    sim.fault.short = False
+    await readings.wait(lambda: len(readings.links()) == 3)
+    await readings.wait(lambda: readings.latest("state").quality == "good")
+    # Unchanged on the device, yet news to the rules after the gap: reported again.
+    assert (readings.latest("state").value, readings.latest("good").value) == (6, 41)
+    assert [s.quality for s in readings.samples("state")] == ["good", "bad", "good"]

@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from connectors.opcua import pki
-from gateway.config import DEFAULT_CONFIG, OPCUA_PKI_DIR, OpcUaConnector, load_config
+from connectors.opcua.config import OPCUA_PKI_DIR, OpcUaConnector
+from gateway.config import DEFAULT_CONFIG, load_config
 from gateway.errors import ConfigError, GatewayError
 
 

@@ -1,0 +1,1 @@
+"""The review page: server-rendered HTML on the review service (issue 11)."""
