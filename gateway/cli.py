@@ -62,6 +62,9 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     from gateway.store.migrate import migrate
 
     settings = _settings(args)
+    if sys.stdout.isatty():
+        # A person at a terminal gets the summary below, not a log line per migration too.
+        configure("warning", settings.logging.format)
     result = asyncio.run(migrate(settings.store))
     flavor = "TimescaleDB" if result.timescaledb else "plain PostgreSQL"
     if result.applied:
@@ -74,16 +77,57 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 def cmd_outbox_stat(args: argparse.Namespace) -> int:
     from gateway.outbox import read_stats
 
-    stats = read_stats(load_config(args.config).outbox.path)
-    print(
-        json.dumps(
-            {
-                "depth": stats.depth,
-                "capacity": stats.capacity,
-                "oldest_age_s": stats.oldest_age_s,
-                "last_seq": stats.last_seq,
-            }
+    path = load_config(args.config).outbox.path
+    try:
+        stats = read_stats(path)
+    except FileNotFoundError as err:
+        raise GatewayError(f"{err} (outbox.path in {args.config})") from err
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "depth": stats.depth,
+                    "capacity": stats.capacity,
+                    "oldest_age_s": stats.oldest_age_s,
+                    "last_seq": stats.last_seq,
+                }
+            )
         )
+        return EXIT_OK
+    age = "-" if stats.oldest_age_s is None else _age(stats.oldest_age_s)
+    used = f"{100 * stats.depth / stats.capacity:.1f} %" if stats.capacity else "-"
+    rows = [
+        ("outbox", str(path)),
+        ("waiting events", f"{stats.depth:,}"),
+        ("capacity", f"{stats.capacity:,} ({used} used)"),
+        ("oldest waiting", age),
+        ("last sequence number", f"{stats.last_seq:,}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02d}:{s:02d} h" if hours else f"{m}:{s:02d} min"
+
+
+def cmd_outbox_backup(args: argparse.Namespace) -> int:
+    from gateway.outbox import backup
+
+    path = load_config(args.config).outbox.path
+    try:
+        stats = backup(path, args.dest)
+    except (FileNotFoundError, FileExistsError) as err:
+        raise GatewayError(str(err)) from err
+    print(
+        f"backed up {path} to {args.dest}: {stats.depth:,} waiting events, "
+        f"last sequence number {stats.last_seq:,}"
     )
     return EXIT_OK
 
@@ -127,7 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     outbox = sub.add_parser("outbox", help="inspect the local outbox")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
-    with_config(add(outbox_sub, "stat", cmd_outbox_stat, "print outbox depth and oldest age"))
+    stat = with_config(
+        add(outbox_sub, "stat", cmd_outbox_stat, "outbox depth, capacity, oldest age, last seq")
+    )
+    stat.add_argument("--json", action="store_true", help="one JSON object")
+    saved = with_config(
+        add(
+            outbox_sub,
+            "backup",
+            cmd_outbox_backup,
+            "copy the outbox consistently while the gateway runs (SQLite online backup)",
+        )
+    )
+    saved.add_argument("dest", type=Path, help="the copy to write (must not exist)")
     register_orders(sub)
     register_opcua(sub)
     register_simulate(sub)

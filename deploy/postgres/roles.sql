@@ -1,30 +1,22 @@
--- Least-privilege roles for mes-gateway. Run once as a superuser in the `mes` database,
--- AFTER `mesgw db migrate` has been run by the owner role:
---     createdb -O mesgw_owner mes
---     MESGW_STORE__DSN=postgresql://mesgw_owner@host/mes mesgw db migrate --config ...
---     psql -d mes -f deploy/postgres/roles.sql
--- Passwords are set separately (\password ROLE), never in this file.
+-- Least-privilege roles for mes-gateway. Run once per PostgreSQL cluster as a superuser,
+-- before anything else (the file names no database, so any database name works):
+--     psql -U postgres -f deploy/postgres/roles.sql
+--     createdb -U postgres -O mesgw_owner mes
+--     MESGW_STORE__DSN=postgresql://mesgw_owner@db/mes mesgw db migrate --config ...
+-- `mesgw db migrate` (as the owner) then grants the recorder and the reader their rights on
+-- every table, at every run (gateway/store/grants.py). Passwords are set separately
+-- (\password mesgw_recorder), never in this file.
 
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mesgw_owner') THEN
-        CREATE ROLE mesgw_owner LOGIN;          -- owns the schema, runs migrations
+        CREATE ROLE mesgw_owner LOGIN;          -- owns the database and schema, runs migrations
     END IF;
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mesgw_recorder') THEN
-        CREATE ROLE mesgw_recorder LOGIN;       -- the recorder: inserts only
+        CREATE ROLE mesgw_recorder LOGIN;       -- the recorder: insert (and upsert its tables)
     END IF;
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mesgw_reader') THEN
         CREATE ROLE mesgw_reader LOGIN;         -- dashboards, ERP exports: read only
     END IF;
 END
 $$;
-
-GRANT CONNECT ON DATABASE mes TO mesgw_recorder, mesgw_reader;
-GRANT USAGE ON SCHEMA public TO mesgw_recorder, mesgw_reader;
--- The recorder appends raw events and dead letters, and maintains the typed tables.
-GRANT SELECT, INSERT ON events, dead_letters TO mesgw_recorder;
-GRANT SELECT, INSERT, UPDATE ON counts, state_intervals, downtimes, work_orders, shifts
-    TO mesgw_recorder;
-GRANT DELETE ON events TO mesgw_recorder;   -- retention pruning on plain PostgreSQL
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO mesgw_recorder;
-GRANT SELECT ON ALL TABLES IN SCHEMA public TO mesgw_reader;
