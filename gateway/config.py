@@ -185,6 +185,17 @@ class MetricsSection(Section):
         return self.port if self.port is not None else METRICS_PORTS[command]
 
 
+class OpcUaSection(Section):
+    """Plant-wide OPC UA settings (each machine's connection is in its `connector`)."""
+
+    machines_per_session: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="machines sharing one session per endpoint; 0 = all of them in one",
+    )
+
+
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (`localhost`, 127.0.0.0/8, ::1)."""
     if host == "localhost":
@@ -586,6 +597,7 @@ class Settings(BaseSettings):
     orders: OrdersSection = OrdersSection()
     samples: SamplesSection = SamplesSection()
     metrics: MetricsSection = MetricsSection()
+    opcua: OpcUaSection = OpcUaSection()
     rules: RulesSection = RulesSection()
     shifts: dict[Ident, ShiftCalendar] = Field(default_factory=dict)
     reasons: list[ReasonConfig] = Field(default_factory=list)

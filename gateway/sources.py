@@ -24,7 +24,10 @@ TICK_S = 1.0
 
 
 def connector_for(
-    machine: MachineConfig, observe_read: Callable[[float], None] | None = None
+    machine: MachineConfig,
+    observe_read: Callable[[float], None] | None = None,
+    *,
+    opcua_machines_per_session: int = 0,
 ) -> Connector | None:
     """The connector reading this machine; None for the synthetic event source.
 
@@ -42,7 +45,9 @@ def connector_for(
     if isinstance(spec, OpcUaConnector):
         from connectors.opcua.device import OpcUaDevice
 
-        device = OpcUaDevice(machine.id, spec, machine.tags)
+        device = OpcUaDevice(
+            machine.id, spec, machine.tags, machines_per_session=opcua_machines_per_session
+        )
         device.observe_read = observe_read
         return device
     return None
@@ -89,7 +94,9 @@ async def run_sources(
             kind = machine.connector.type
             timed = metrics is not None and kind in ("modbus", "opcua")
             observe = metrics.observer(machine.id, kind) if metrics is not None and timed else None
-            connector = connector_for(machine, observe)
+            connector = connector_for(
+                machine, observe, opcua_machines_per_session=settings.opcua.machines_per_session
+            )
             if connector is not None:
                 emit = readings
                 if metrics is not None:
