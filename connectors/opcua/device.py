@@ -169,6 +169,11 @@ class OpcUaDevice:
         return self._backoff.next_delay()
 
     @property
+    def last_error(self) -> str | None:
+        """Why the last attempt failed (as logged), None while the link is up."""
+        return self._last_error
+
+    @property
     def link_up(self) -> bool | None:
         """None before the first attempt, then whether a session is open."""
         return self._link

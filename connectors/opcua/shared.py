@@ -79,9 +79,9 @@ class _Endpoint:
     def __init__(self) -> None:
         self.sessions: list[SharedSession] = []
 
-    @property
-    def open(self) -> int:
-        return sum(1 for s in self.sessions if s.connected)
+    def holding(self, besides: SharedSession) -> int:
+        """Sessions of this gateway open (or being opened) to the endpoint, but `besides`."""
+        return sum(1 for s in self.sessions if s is not besides and (s.connected or s.opening))
 
     @property
     def machines(self) -> int:
@@ -124,6 +124,7 @@ class SharedSession:
         self.number = number
         self.members: dict[OpcUaDevice, tuple[Emit, asyncio.Future[None]]] = {}
         self.connected = False
+        self.opening = False
         self.sessions_opened = 0
         self._joined = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -178,12 +179,14 @@ class SharedSession:
 
     async def _session(self) -> None:
         cfg = self.cfg
-        others_open = self.endpoint.open
+        self.opening = True
         try:
             ctx = open_session(cfg, watchdog_intervall=max(1.0, cfg.watchdog_s / 2))
             client = await ctx.__aenter__()
         except Exception as err:
-            raise self._refusal(err, others_open) from err
+            raise self._refusal(err, self.endpoint.holding(self)) from err
+        finally:
+            self.opening = False
         try:
             self.connected = True
             self.sessions_opened += 1
@@ -281,7 +284,7 @@ class SharedSession:
         cap = "0 (one session for all)" if self.cap <= 0 else str(self.cap)
         return SessionRefused(
             f"server {self.cfg.endpoint} refused session {self.number} of {needed} "
-            f"({describe(err)}) while this gateway held {others_open} open: it allows "
+            f"({describe(err)}) while this gateway held {others_open} others: it allows "
             f"{others_open} session(s) to this gateway; {machines} machines at "
             f"opcua.machines_per_session = {cap} need {needed}. Raise "
             "opcua.machines_per_session (0 = one session per endpoint) or the server's "
