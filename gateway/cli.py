@@ -1,4 +1,4 @@
-"""`mesgw` command line: run, record, config check/show, db migrate, outbox stat."""
+"""`mesgw`: the MES data-collection gateway's commands (every one is listed below)."""
 
 from __future__ import annotations
 
@@ -46,15 +46,44 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from gateway.config_help import looks_like_simulator
+
+    if looks_like_simulator(args.file):
+        from connectors.simulator.config import load_sim_config
+
+        line = load_sim_config(args.file)  # its own errors, if any, as for the gateway's
+        print(
+            f"{args.file}: a simulated line for `mesgw simulate` ({len(line.machines)} "
+            "machines), not a gateway configuration: ok. Its gateway machines: "
+            f"mesgw simulate --config {args.file} --print-gateway-config"
+        )
+        return EXIT_OK
     settings = load_config(args.file)
     machines = len(settings.machines)
     tags = sum(len(m.tags) for m in settings.machines)
     print(f"{args.file}: ok ({machines} machines, {tags} tags)")
+    if not machines:
+        print(
+            f"{args.file}: warning: no [[machines]]: `mesgw run` would read nothing "
+            "(fine for `mesgw record` and `mesgw db migrate`)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    print(json.dumps(redacted(load_config(args.config)), indent=2))
+    settings = load_config(args.config)
+    if not args.sources:
+        print(json.dumps(redacted(settings), indent=2))
+        return EXIT_OK
+    from gateway.config_help import sources
+
+    rows = [
+        (key, json.dumps(value), origin) for key, value, origin in sources(settings, args.config)
+    ]
+    width = max(len(k) + len(v) for k, v, _ in rows) + 3
+    for key, value, origin in rows:
+        print(f"{f'{key} = {value}':<{width}}  # {origin}")
     return EXIT_OK
 
 
@@ -163,7 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = add(config_sub, "check", cmd_config_check, "validate a configuration file")
     check.add_argument("file", type=Path)
-    with_config(add(config_sub, "show", cmd_config_show, "print the effective configuration"))
+    show = with_config(
+        add(config_sub, "show", cmd_config_show, "print the effective configuration")
+    )
+    show.add_argument(
+        "--sources",
+        action="store_true",
+        help="one key per line with where its value came from (env, credential, file, default)",
+    )
 
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -180,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
             outbox_sub,
             "backup",
             cmd_outbox_backup,
-            "copy the outbox consistently while the gateway runs (SQLite online backup)",
+            "a consistent copy of the live outbox (SQLite online backup)",
         )
     )
     saved.add_argument("dest", type=Path, help="the copy to write (must not exist)")
@@ -190,7 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
     register_modbus(sub)
     register_report(sub)
     register_replay(sub)
+    parser.epilog = "commands:\n" + "\n".join(
+        f"  {name:<34} {text}" for name, text in _commands(sub, "mesgw")
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
+
+
+def _commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], prefix: str
+) -> list[tuple[str, str]]:
+    """Every runnable command (the leaves of the parser tree) with its one-line help."""
+    helps = {a.dest: a.help or "" for a in sub._choices_actions}
+    out: list[tuple[str, str]] = []
+    for name, parser in sub.choices.items():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            out += _commands(nested[0], f"{prefix} {name}")
+        else:
+            out.append((f"{prefix} {name}", helps.get(name, "")))
+    return out
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

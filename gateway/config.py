@@ -720,7 +720,13 @@ def format_errors(exc: ValidationError, path: Path | None) -> list[str]:
         key = _key_path(err["loc"])
         env_name = ENV_PREFIX + key.replace(".", ENV_NESTED).upper()
         where = f"env {env_name}" if env_name in os.environ else origin
-        problems.append(f"{where}: {key or '<root>'}: {_message(err)}")
+        message = _message(err)
+        if err["type"] == "extra_forbidden":
+            from gateway.config_help import did_you_mean
+
+            hint = did_you_mean(tuple(err["loc"]))
+            message = f"{message}; {hint}" if hint else message
+        problems.append(f"{where}: {key or '<root>'}: {message}")
     return problems
 
 
