@@ -721,7 +721,7 @@ def format_errors(exc: ValidationError, path: Path | None) -> list[str]:
         env_name = ENV_PREFIX + key.replace(".", ENV_NESTED).upper()
         where = f"env {env_name}" if env_name in os.environ else origin
         message = _message(err)
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and exc.title == "Settings":
             from gateway.config_help import did_you_mean
 
             hint = did_you_mean(tuple(err["loc"]))

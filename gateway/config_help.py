@@ -35,20 +35,24 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
 def keys_at(loc: tuple[int | str, ...]) -> set[str]:
     """The valid keys of the table a key path points into (the last part left out)."""
     models: list[type[BaseModel]] = [Settings]
+    dict_key = False  # the part after a dict field (tags.<name>) is a key, not a field
     for part in loc[:-1]:
         if isinstance(part, int):
+            continue
+        if dict_key:
+            dict_key = False
             continue
         nxt: list[type[BaseModel]] = []
         for model in models:
             field = model.model_fields.get(part)
             if field is not None:
                 nxt += _models(field.annotation)
+                dict_key = dict_key or typing.get_origin(field.annotation) is dict
             elif part in ("opcua", "modbus", "synthetic"):  # a union branch in the path
                 nxt.append(model)
-        # dict values (tags.<name>) are one level further down than their field
-        models = nxt or models
         if not nxt:
-            break
+            return set()  # not a path of the gateway's configuration
+        models = nxt
     return {name for model in models for name in model.model_fields}
 
 
