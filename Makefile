@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: venv services pglite test test-unit test-integration demo bench lint schema lock clean
+.PHONY: venv services pglite test test-unit test-integration chaos demo bench lint schema lock clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,13 @@ test-unit: venv
 
 test-integration: venv services pglite
 	$(PY) -m pytest -q tests/integration
+
+# The fault suite in full: a 90 s database outage, a 100,000-event backlog, and the other
+# faults of tests/chaos (its short form runs in `make test`). Prints a table of results.
+chaos: venv services
+	rm -f .cache/chaos-results.txt && mkdir -p .cache
+	MESGW_CHAOS=full MESGW_CHAOS_RESULTS=.cache/chaos-results.txt $(PY) -m pytest -q -s tests/chaos
+	@echo "| fault | catch-up | drain rate | events | parts |" && cat .cache/chaos-results.txt
 
 demo: venv services
 	tools/demo

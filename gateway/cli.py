@@ -1,4 +1,4 @@
-"""`mesgw` command line: run, record, config check/show, db migrate, outbox stat."""
+"""`mesgw`: the MES data-collection gateway's commands (every one is listed below)."""
 
 from __future__ import annotations
 
@@ -49,15 +49,44 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from gateway.config_help import looks_like_simulator
+
+    if looks_like_simulator(args.file):
+        from connectors.simulator.config import load_sim_config
+
+        line = load_sim_config(args.file)  # its own errors, if any, as for the gateway's
+        print(
+            f"{args.file}: a simulated line for `mesgw simulate` ({len(line.machines)} "
+            "machines), not a gateway configuration: ok. Its gateway machines: "
+            f"mesgw simulate --config {args.file} --print-gateway-config"
+        )
+        return EXIT_OK
     settings = load_config(args.file)
     machines = len(settings.machines)
     tags = sum(len(m.tags) for m in settings.machines)
     print(f"{args.file}: ok ({machines} machines, {tags} tags)")
+    if not machines:
+        print(
+            f"{args.file}: warning: no [[machines]]: `mesgw run` would read nothing "
+            "(fine for `mesgw record` and `mesgw db migrate`)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    print(json.dumps(redacted(load_config(args.config)), indent=2))
+    settings = load_config(args.config)
+    if not args.sources:
+        print(json.dumps(redacted(settings), indent=2))
+        return EXIT_OK
+    from gateway.config_help import sources
+
+    rows = [
+        (key, json.dumps(value), origin) for key, value, origin in sources(settings, args.config)
+    ]
+    width = max(len(k) + len(v) for k, v, _ in rows) + 3
+    for key, value, origin in rows:
+        print(f"{f'{key} = {value}':<{width}}  # {origin}")
     return EXIT_OK
 
 
@@ -65,6 +94,9 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     from gateway.store.migrate import migrate
 
     settings = _settings(args)
+    if sys.stdout.isatty():
+        # A person at a terminal gets the summary below, not a log line per migration too.
+        configure("warning", settings.logging.format)
     result = asyncio.run(migrate(settings.store))
     flavor = "TimescaleDB" if result.timescaledb else "plain PostgreSQL"
     if result.applied:
@@ -77,16 +109,57 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 def cmd_outbox_stat(args: argparse.Namespace) -> int:
     from gateway.outbox import read_stats
 
-    stats = read_stats(load_config(args.config).outbox.path)
-    print(
-        json.dumps(
-            {
-                "depth": stats.depth,
-                "capacity": stats.capacity,
-                "oldest_age_s": stats.oldest_age_s,
-                "last_seq": stats.last_seq,
-            }
+    path = load_config(args.config).outbox.path
+    try:
+        stats = read_stats(path)
+    except FileNotFoundError as err:
+        raise GatewayError(f"{err} (outbox.path in {args.config})") from err
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "depth": stats.depth,
+                    "capacity": stats.capacity,
+                    "oldest_age_s": stats.oldest_age_s,
+                    "last_seq": stats.last_seq,
+                }
+            )
         )
+        return EXIT_OK
+    age = "-" if stats.oldest_age_s is None else _age(stats.oldest_age_s)
+    used = f"{100 * stats.depth / stats.capacity:.1f} %" if stats.capacity else "-"
+    rows = [
+        ("outbox", str(path)),
+        ("waiting events", f"{stats.depth:,}"),
+        ("capacity", f"{stats.capacity:,} ({used} used)"),
+        ("oldest waiting", age),
+        ("last sequence number", f"{stats.last_seq:,}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02d}:{s:02d} h" if hours else f"{m}:{s:02d} min"
+
+
+def cmd_outbox_backup(args: argparse.Namespace) -> int:
+    from gateway.outbox import backup
+
+    path = load_config(args.config).outbox.path
+    try:
+        stats = backup(path, args.dest)
+    except (FileNotFoundError, FileExistsError) as err:
+        raise GatewayError(str(err)) from err
+    print(
+        f"backed up {path} to {args.dest}: {stats.depth:,} waiting events, "
+        f"last sequence number {stats.last_seq:,}"
     )
     return EXIT_OK
 
@@ -122,7 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = add(config_sub, "check", cmd_config_check, "validate a configuration file")
     check.add_argument("file", type=Path)
-    with_config(add(config_sub, "show", cmd_config_show, "print the effective configuration"))
+    show = with_config(
+        add(config_sub, "show", cmd_config_show, "print the effective configuration")
+    )
+    show.add_argument(
+        "--sources",
+        action="store_true",
+        help="one key per line with where its value came from (env, credential, file, default)",
+    )
 
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -130,7 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     outbox = sub.add_parser("outbox", help="inspect the local outbox")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True)
-    with_config(add(outbox_sub, "stat", cmd_outbox_stat, "print outbox depth and oldest age"))
+    stat = with_config(
+        add(outbox_sub, "stat", cmd_outbox_stat, "outbox depth, capacity, oldest age, last seq")
+    )
+    stat.add_argument("--json", action="store_true", help="one JSON object")
+    saved = with_config(
+        add(
+            outbox_sub,
+            "backup",
+            cmd_outbox_backup,
+            "a consistent copy of the live outbox (SQLite online backup)",
+        )
+    )
+    saved.add_argument("dest", type=Path, help="the copy to write (must not exist)")
     register_orders(sub)
     register_opcua(sub)
     register_simulate(sub)
@@ -139,7 +231,26 @@ def build_parser() -> argparse.ArgumentParser:
     register_counts(sub)
     register_replay(sub)
     register_review(sub)
+    parser.epilog = "commands:\n" + "\n".join(
+        f"  {name:<34} {text}" for name, text in _commands(sub, "mesgw")
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
+
+
+def _commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], prefix: str
+) -> list[tuple[str, str]]:
+    """Every runnable command (the leaves of the parser tree) with its one-line help."""
+    helps = {a.dest: a.help or "" for a in sub._choices_actions}
+    out: list[tuple[str, str]] = []
+    for name, parser in sub.choices.items():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            out += _commands(nested[0], f"{prefix} {name}")
+        else:
+            out.append((f"{prefix} {name}", helps.get(name, "")))
+    return out
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -35,7 +35,7 @@ from common.config import ENV_NESTED as ENV_NESTED
 from common.config import ENV_PREFIX as ENV_PREFIX
 from common.config import Ident as Ident
 from common.config import Section as Section
-from common.config import format_errors as format_errors
+from common.config import format_errors as _format_errors
 from common.config import read_secret_file as _read_secret_file
 from common.config import read_toml as _read_toml
 from connectors.modbus.address import tag_specs as modbus_tag_specs
@@ -180,6 +180,17 @@ class MetricsSection(Section):
     def port_for(self, command: str) -> int:
         """The port this command listens on (0 = any free port)."""
         return self.port if self.port is not None else METRICS_PORTS[command]
+
+
+class OpcUaSection(Section):
+    """Plant-wide OPC UA settings (each machine's connection is in its `connector`)."""
+
+    machines_per_session: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="machines sharing one session per endpoint; 0 = all of them in one",
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -437,6 +448,7 @@ class Settings(BaseSettings):
     review: ReviewSection = ReviewSection()
     web: WebSection = WebSection()
     metrics: MetricsSection = MetricsSection()
+    opcua: OpcUaSection = OpcUaSection()
     rules: RulesSection = RulesSection()
     shifts: dict[Ident, ShiftCalendar] = Field(default_factory=dict)
     reasons: list[ReasonConfig] = Field(default_factory=list)
@@ -510,6 +522,21 @@ class Settings(BaseSettings):
         )
         merged = _MergedSource(settings_cls, [toml, _CredentialsSource(settings_cls), env])
         return (init_settings, merged)
+
+
+def format_errors(exc: ValidationError, path: Path | None) -> list[str]:
+    """common.config's `file: key: message` lines; for an unknown key of the gateway's own
+    configuration, with the key it probably meant ("did you mean")."""
+    problems = _format_errors(exc, path)
+    if exc.title != "Settings":
+        return problems
+    from gateway.config_help import did_you_mean
+
+    out = []
+    for err, line in zip(exc.errors(), problems, strict=True):
+        hint = did_you_mean(tuple(err["loc"])) if err["type"] == "extra_forbidden" else None
+        out.append(f"{line}; {hint}" if hint else line)
+    return out
 
 
 def load_config(path: Path | None) -> Settings:

@@ -166,6 +166,33 @@ def read_stats(path: Path) -> OutboxStats:
     )
 
 
+def backup(path: Path, dest: Path) -> OutboxStats:
+    """A consistent copy of the outbox at `dest` (SQLite's online backup), safe while the
+    daemon runs: events, sequence number and the rules' state as of one instant."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no outbox at {path}")
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists; the backup never overwrites")
+    os.close(_create_private(dest, os.O_EXCL))  # 0600 from the start: it holds the events
+    src = _connect(path, uri=True)
+    try:
+        copy = sqlite3.connect(dest, isolation_level=None)
+        try:
+            src.backup(copy)
+            (check,) = copy.execute("PRAGMA integrity_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"backup {dest} failed its integrity check: {check}")
+            copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        finally:
+            copy.close()
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    finally:
+        src.close()
+    return read_stats(dest)
+
+
 class Outbox:
     """The durable, bounded, ordered queue of sealed events awaiting the broker's PUBACK."""
 

@@ -25,7 +25,10 @@ TICK_S = 1.0
 
 
 def connector_for(
-    machine: MachineConfig, observe_read: Callable[[float], None] | None = None
+    machine: MachineConfig,
+    observe_read: Callable[[float], None] | None = None,
+    *,
+    opcua_machines_per_session: int = 0,
 ) -> Connector | None:
     """The connector reading this machine; None for the synthetic event source.
 
@@ -49,7 +52,9 @@ def connector_for(
     if isinstance(spec, OpcUaConnector):
         from connectors.opcua.device import OpcUaDevice
 
-        device = OpcUaDevice(machine.id, spec, machine.tags)
+        device = OpcUaDevice(
+            machine.id, spec, machine.tags, machines_per_session=opcua_machines_per_session
+        )
         device.observe_read = observe_read
         return device
     return None
@@ -96,7 +101,9 @@ async def run_sources(
             kind = machine.connector.type
             timed = metrics is not None and kind in ("modbus", "opcua")
             observe = metrics.observer(machine.id, kind) if metrics is not None and timed else None
-            connector = connector_for(machine, observe)
+            connector = connector_for(
+                machine, observe, opcua_machines_per_session=settings.opcua.machines_per_session
+            )
             if connector is not None:
                 emit = readings
                 if metrics is not None:

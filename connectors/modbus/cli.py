@@ -40,7 +40,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--unit 1 --hr 100:2 --type uint32 --order CDAB",
     )
     _target(read)
-    table = read.add_mutually_exclusive_group(required=True)
+    read.add_argument(
+        "address",
+        nargs="?",
+        help="where to read, as in the config: hr:100, ir:5, coil:3, di:7, hr:100.3, 40101 "
+        "(counted from --base like address_base); or --hr/--ir/--coil/--di START:COUNT",
+    )
+    read.add_argument(
+        "--count",
+        type=int,
+        help="with ADDRESS: registers or bits to read (default: what --type needs, else 1)",
+    )
+    table = read.add_mutually_exclusive_group()
     for name, what in (
         ("hr", "holding registers"),
         ("ir", "input registers"),
@@ -176,17 +187,44 @@ class _Session:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    table: Table = next(t for t in ("hr", "ir", "coil", "di") if getattr(args, t) is not None)
-    start, count = getattr(args, table)
-    try:
-        wire = parse_address(f"{table}:{start}", args.base).index
-    except ValueError as err:
-        raise GatewayError(str(err)) from err
+    given = [t for t in ("hr", "ir", "coil", "di") if getattr(args, t) is not None]
+    if (args.address is None) == (not given):
+        raise GatewayError("give ADDRESS (hr:100, 40101, ...) or one of --hr/--ir/--coil/--di")
+    bit = None
+    if args.address is not None:
+        try:
+            parsed = parse_address(args.address, args.base)
+        except ValueError as err:
+            raise GatewayError(str(err)) from err
+        table: Table = parsed.table
+        wire, bit = parsed.index, parsed.bit
+        start = wire + args.base
+        if args.count is not None:
+            count = args.count
+        elif args.type is not None and table not in BIT_TABLES and bit is None:
+            count = (
+                register_count("string", args.length or 2)
+                if args.type == "string"
+                else register_count(args.type)
+            )
+        else:
+            count = 1
+    else:
+        table = given[0]  # type: ignore[assignment]
+        start, count = getattr(args, table)
+        try:
+            wire = parse_address(f"{table}:{start}", args.base).index
+        except ValueError as err:
+            raise GatewayError(str(err)) from err
     if count > _MAX[table] or wire + count - 1 > 65535:
         raise GatewayError(f"one request reads at most {_MAX[table]} from {table}:{start}")
     if table in BIT_TABLES and args.type not in (None, "bool"):
         raise GatewayError(f"{table} holds bits; --type does not apply")
-    for line in asyncio.run(_read(args, table, wire, count)):
+    lines = asyncio.run(_read(args, table, wire, count))
+    if bit is not None:
+        register = int(lines[0].split()[-1])
+        lines.append(f"{table}:{start}.{bit}  bit {bit}  {(register >> bit) & 1}")
+    for line in lines:
         print(line)
     return 0
 
@@ -240,21 +278,43 @@ def cmd_scan(args: argparse.Namespace) -> int:
     found = asyncio.run(_scan(args, probe.table, probe.index))
     if not found:
         raise GatewayError(f"no unit answered at {args.target} ({len(args.units)} tried)")
+    # One line per distinct answer, the units that read fine first: a gateway answering
+    # "exception 11" for 240 absent units is one line, not 240.
+    answers: dict[str, list[int]] = {}
+    for unit, what in found:
+        answers.setdefault(what, []).append(unit)
+    for what in sorted(answers, key=lambda w: (w != "ok", min(answers[w]))):
+        units = answers[what]
+        print(f"{what}: {'unit' if len(units) == 1 else 'units'} {_ranges(units)}")
     print(f"{len(found)} of {len(args.units)} unit ids answered")
     return 0
 
 
-async def _scan(args: argparse.Namespace, table: Table, index: int) -> list[int]:
-    found: list[int] = []
+def _ranges(units: list[int]) -> str:
+    """`1-5, 9, 11-12` for [1, 2, 3, 4, 5, 9, 11, 12]."""
+    parts: list[str] = []
+    run: list[int] = []
+    for unit in sorted(units):
+        if run and unit == run[-1] + 1:
+            run.append(unit)
+            continue
+        if run:
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+        run = [unit]
+    parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return ", ".join(parts)
+
+
+async def _scan(args: argparse.Namespace, table: Table, index: int) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
     session = _Session(_connector(args, args.units[0] or 1))
     try:
         for unit in args.units:
             answer = await session.read(table, index, 1, unit)
             if answer is None:
                 continue
-            found.append(unit)
             what = exception_text(answer.exception_code) if answer.isError() else "ok"
-            print(f"unit {unit}: answers ({what})", flush=True)
+            found.append((unit, what))
     finally:
         session.close()
     return found

@@ -27,7 +27,6 @@ from common.errors import GatewayError
 from common.logging import get_logger
 from connectors.opcua.config import OpcUaConnector
 from connectors.opcua.nodeid import NodeAddress, parse_node_id
-from connectors.opcua.session import open_session
 from connectors.opcua.values import Tag, status_name, to_sample
 from connectors.sample import Emit, Link, Reading, Sample
 from connectors.tags import TagConfig
@@ -117,9 +116,15 @@ class OpcUaDevice:
     """Runs one machine's OPC UA connector until cancelled (the `Connector` protocol)."""
 
     def __init__(
-        self, machine_id: str, connector: OpcUaConnector, tags: Mapping[str, TagConfig]
+        self,
+        machine_id: str,
+        connector: OpcUaConnector,
+        tags: Mapping[str, TagConfig],
+        *,
+        machines_per_session: int = 0,
     ) -> None:
         self.machine = machine_id
+        self.machines_per_session = machines_per_session
         self.cfg = connector
         self.tags = [self._tag(name, tag) for name, tag in tags.items()]
         self.counters = Counters()
@@ -150,14 +155,24 @@ class OpcUaDevice:
         )
 
     async def run(self, emit: Emit) -> None:
-        while True:
-            try:
-                await self._session(emit)
-            except EmitFailed:
-                raise
-            except Exception as err:  # every other failure is the link's: report, retry
-                await self._down(emit, err)
-            await asyncio.sleep(self._backoff.next_delay())
+        """Served in the session this machine shares with the others on its endpoint."""
+        from connectors.opcua.shared import session_for
+
+        session = session_for(self, self.machines_per_session)
+        done = session.join(self, emit)
+        try:
+            await done  # fails only when our consumer fails (EmitFailed)
+        finally:
+            await session.leave(self)
+
+    def retry_delay(self) -> float:
+        """How long to wait before this machine's next attempt within a session."""
+        return self._backoff.next_delay()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last attempt failed (as logged), None while the link is up."""
+        return self._last_error
 
     @property
     def link_up(self) -> bool | None:
@@ -177,7 +192,8 @@ class OpcUaDevice:
         self._link, self._last_error = True, None
         await self._emit(emit, [Link(self.machine, True, datetime.now(UTC))])
 
-    async def _down(self, emit: Emit, err: BaseException) -> None:
+    async def down(self, emit: Emit, err: BaseException) -> None:
+        """Report the link down (logged once per distinct error)."""
         error = describe(err)
         if self._link is True:
             log.warning(
@@ -215,38 +231,34 @@ class OpcUaDevice:
 
     # --- session ---------------------------------------------------------------------
 
-    async def _session(self, emit: Emit) -> None:
+    async def serve(
+        self,
+        client: Client,
+        emit: Emit,
+        namespaces: Sequence[str],
+        limits: tuple[int, int],
+        feed_lost: asyncio.Event,
+        reason: list[str],
+    ) -> None:
+        """This machine's subscription (or poll loop) in an open session, until it fails."""
         cfg = self.cfg
-        async with open_session(cfg, watchdog_intervall=max(1.0, cfg.watchdog_s / 2)) as client:
-            feed_lost = asyncio.Event()
-            reason: list[str] = []
-
-            async def on_lost(exc: Exception) -> None:
-                reason.append(describe(exc) if str(exc) else "connection lost")
-                feed_lost.set()
-
-            client.connection_lost_callback = on_lost
-            namespaces = await client.get_namespace_array()
-            limits = await _limits(client)
-            await self._up(emit)
-            resolved, unresolved = self._resolve(namespaces)
-            if cfg.mode == "subscribe":
-                try:
-                    await self._subscribe(
-                        client, emit, resolved, unresolved, limits, feed_lost, reason
-                    )
-                    return
-                except SubscriptionRefused as err:
-                    # Some servers (small PLCs, gateways, or one at its subscription limit)
-                    # refuse subscriptions: polling keeps the data coming. Subscribing is
-                    # tried again on the next session.
-                    log.warning(
-                        "opcua server refuses subscriptions; polling instead",
-                        machine=self.machine,
-                        error=str(err),
-                        poll_interval_s=cfg.poll_interval_s,
-                    )
-            await self._poll(client, emit, resolved, unresolved, limits[1], feed_lost, reason)
+        await self._up(emit)
+        resolved, unresolved = self._resolve(namespaces)
+        if cfg.mode == "subscribe":
+            try:
+                await self._subscribe(client, emit, resolved, unresolved, limits, feed_lost, reason)
+                return
+            except SubscriptionRefused as err:
+                # Some servers (small PLCs, gateways, or one at its subscription limit)
+                # refuse subscriptions: polling keeps the data coming. Subscribing is
+                # tried again on the next session.
+                log.warning(
+                    "opcua server refuses subscriptions; polling instead",
+                    machine=self.machine,
+                    error=str(err),
+                    poll_interval_s=cfg.poll_interval_s,
+                )
+        await self._poll(client, emit, resolved, unresolved, limits[1], feed_lost, reason)
 
     def _resolve(
         self, namespaces: Sequence[str]
@@ -299,36 +311,48 @@ class OpcUaDevice:
             created = await client.uaclient.create_subscription(params, feed.on_publish)
         except UaStatusCodeError as err:
             raise SubscriptionRefused(describe(err)) from err
-        failed = dict(unresolved)
-        failed.update(
-            await self._create_items(client, created.SubscriptionId, feed, resolved, limits[0])
-        )
-        for tag, _ in resolved:
-            if tag not in failed:
-                self._problem(tag.name, None)
-        await self._report_bad(emit, failed)
-        self._backoff.reset()
-        if not feed.items:
-            log.warning("opcua subscription has no items", machine=self.machine)
+        try:
+            failed = dict(unresolved)
+            failed.update(
+                await self._create_items(client, created.SubscriptionId, feed, resolved, limits[0])
+            )
+            for tag, _ in resolved:
+                if tag not in failed:
+                    self._problem(tag.name, None)
+            await self._report_bad(emit, failed)
+            self._backoff.reset()
+            if not feed.items:
+                log.warning("opcua subscription has no items", machine=self.machine)
 
-        heard = time.monotonic()
-        while True:
-            try:
-                batch = await asyncio.wait_for(feed.batches.get(), self._check_s)
-            except TimeoutError:
-                batch = None
-            if batch is not None:
-                await self._emit(emit, batch)
-                heard = time.monotonic()
-            if lost.is_set():
-                raise SessionLost(reason[0] if reason else "connection lost")
-            if feed.lost is not None:
-                raise SessionLost(feed.lost)
-            silent = time.monotonic() - max(heard, feed.last_heard)
-            if silent > cfg.watchdog_s:
-                raise ServerSilent(
-                    f"no data or keep-alive for {silent:.0f} s (watchdog_s = {cfg.watchdog_s:g})"
-                )
+            heard = time.monotonic()
+            while True:
+                try:
+                    batch = await asyncio.wait_for(feed.batches.get(), self._check_s)
+                except TimeoutError:
+                    batch = None
+                if batch is not None:
+                    await self._emit(emit, batch)
+                    heard = time.monotonic()
+                if lost.is_set():
+                    raise SessionLost(reason[0] if reason else "connection lost")
+                if feed.lost is not None:
+                    raise SessionLost(feed.lost)
+                silent = time.monotonic() - max(heard, feed.last_heard)
+                if silent > cfg.watchdog_s:
+                    raise ServerSilent(
+                        f"no data or keep-alive for {silent:.0f} s "
+                        f"(watchdog_s = {cfg.watchdog_s:g})"
+                    )
+        finally:
+            # Retried within a shared session, a machine must not leave its old
+            # subscription behind; a lost session or a shutdown takes it anyway.
+            task = asyncio.current_task()
+            if not lost.is_set() and not (task is not None and task.cancelling()):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        client.uaclient.delete_subscriptions([created.SubscriptionId]),
+                        cfg.timeout_s,
+                    )
 
     async def _create_items(
         self,

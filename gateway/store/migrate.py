@@ -28,6 +28,7 @@ import structlog
 from gateway.config import StoreSection
 from gateway.errors import MigrationError
 from gateway.store.db import connect, describe
+from gateway.store.grants import grant_roles
 
 Flavor = Literal["plain", "timescaledb"]
 
@@ -210,6 +211,9 @@ async def _migrate_locked(conn: asyncpg.Connection, cfg: StoreSection) -> Migrat
     if flavor == "timescaledb":
         for change in await apply_policies(conn, cfg):
             log.info("timescaledb policy updated", change=change)
+    granted = await grant_roles(conn)
+    if granted:
+        log.info("role rights granted", roles=granted)
     return MigrationResult(applied=done, timescaledb=flavor == "timescaledb")
 
 

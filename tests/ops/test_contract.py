@@ -50,7 +50,10 @@ def sample_event(kind: str) -> object:
         "downtime.ended": {"downtime_id": "d1", "start": now, "end": now + timedelta(seconds=5)},
         "order.started": {"order_id": "WO-1", "status": "running"},
         "order.ended": {"order_id": "WO-1", "status": "completed"},
-        "shift.started": {"shift_id": "s-1", "calendar": "default", "start": now, "end": now},
+        "shift.started": {
+            "shift_id": "s-1", "calendar": "default", "start": now,
+            "end": now + timedelta(hours=8),
+        },
     }[kind]  # fmt: skip
     model = DATA_MODELS[kind]
     return base.model_copy(

@@ -96,7 +96,7 @@ def test_orders_section_keys_are_checked(tmp_path: Path) -> None:
     path = write(tmp_path, "[orders]\ncommand_max_age_s = -1\nschedule = 'x.csv'\n")
     assert config_errors(path) == [
         f"{path}: orders.command_max_age_s: Input should be greater than or equal to 0",
-        f"{path}: orders.schedule: unknown key",
+        f'{path}: orders.schedule: unknown key; did you mean "schedule_csv"?',
     ]
 
 

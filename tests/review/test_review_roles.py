@@ -1,4 +1,5 @@
-"""deploy/postgres/roles.sql: no service role may rewrite revisions or the export ledger."""
+"""deploy/postgres/roles.sql and `mesgw db migrate`'s grants: no service role may rewrite
+revisions or the export ledger."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 from review_support import seed
+
+from gateway.store.grants import grant_roles
 
 pytestmark = pytest.mark.integration
 
@@ -17,10 +20,8 @@ async def test_the_review_role_may_only_read_and_append(pg_dsn: str) -> None:
     await seed(pg_dsn)
     conn = await asyncpg.connect(pg_dsn)
     try:
-        database = await conn.fetchval("SELECT current_database()")
-        await conn.execute(
-            ROLES_SQL.read_text().replace("DATABASE mes ", f'DATABASE "{database}" ')
-        )
+        await conn.execute(ROLES_SQL.read_text())
+        await grant_roles(conn)
         for role in ("mesgw_recorder", "mesgw_review", "mesgw_reader"):
             for table in ("revisions", "export_runs", "export_lines"):
                 for privilege in ("UPDATE", "DELETE", "TRUNCATE"):

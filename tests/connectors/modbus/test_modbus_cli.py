@@ -126,11 +126,40 @@ async def test_scan_lists_the_units_that_answer(simulator: Start, mesgw: Mesgw) 
     sim = await simulator({1: Unit(), 5: Unit(), 9: Unit(holes=(("hr", 0, 1),))})
     code, out, err = await mesgw("scan", sim.address, "--units", "1-10", "--timeout", "0.2")
     assert (code, err) == (0, "")
+    # One line per distinct answer, the units that read fine first.
     assert out.splitlines() == [
-        "unit 1: answers (ok)",
-        "unit 5: answers (ok)",
-        "unit 9: answers (exception 2 (illegal data address))",
+        "ok: units 1, 5",
+        "exception 2 (illegal data address): unit 9",
         "3 of 10 unit ids answered",
     ]
     code, _, err = await mesgw("scan", sim.address, "--units", "20,30", "--timeout", "0.2")
     assert (code, err.strip()) == (1, f"mesgw: no unit answered at {sim.address} (2 tried)")
+
+
+async def test_read_takes_the_address_as_the_config_writes_it(
+    simulator: Start, mesgw: Mesgw
+) -> None:
+    sim = await simulator()
+    await sim.set_value(100, 2_271_215_617, "uint32", "CDAB")
+    await sim.set_value(14, 0b1010, "uint16")
+    code, out, err = await mesgw(
+        "read", sim.address, "hr:100", "--type", "uint32", "--order", "CDAB"
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1] == "hr:100  uint32 CDAB  2271215617"  # 2 registers for uint32
+    code, out, _ = await mesgw("read", sim.address, "40101", "--type", "uint32", "--order", "CDAB")
+    assert (code, out.splitlines()[0]) == (0, "hr:100  0x0001  1")  # classic: 1-based
+    code, out, _ = await mesgw("read", sim.address, "hr:15", "--base", "1")
+    assert (code, out.splitlines()) == (0, ["hr:15  0x000a  10"])  # hr:15 at base 1 = wire 14
+    code, out, _ = await mesgw("read", sim.address, "hr:14.3")
+    assert (code, out.splitlines()) == (0, ["hr:14  0x000a  10", "hr:14.3  bit 3  1"])
+    code, out, _ = await mesgw("read", sim.address, "hr:14.2")
+    assert out.splitlines()[-1] == "hr:14.2  bit 2  0"
+    code, out, _ = await mesgw("read", sim.address, "hr:100", "--count", "3")
+    assert (code, len(out.splitlines())) == (0, 3)
+    code, _, err = await mesgw("read", sim.address, "xr:1")
+    assert code == 1 and "unknown table 'xr'" in err
+    code, _, err = await mesgw("read", sim.address)
+    assert code == 1 and "give ADDRESS" in err
+    code, _, err = await mesgw("read", sim.address, "hr:1", "--hr", "1:1")
+    assert code == 1 and "give ADDRESS" in err
