@@ -76,6 +76,7 @@ def main(argv: list[str]) -> int:
     rows: Rows = []
     for name, bench in BENCHES.items():
         if not args.only or name in args.only:
+            print(f"... {name} ({time.monotonic() - started:,.0f} s)", file=sys.stderr, flush=True)
             rows += bench()
     print(render(rows))
     print(f"\n{time.monotonic() - started:,.0f} s; load at the end {os.getloadavg()[0]:.2f}")

@@ -77,21 +77,24 @@ class Farm:
             text=True,
             cwd=ROOT,
         )
-        self.ports: list[int] = self._answer()["ports"]
+        self.ports: list[int] = self._answer("ports")["ports"]
 
-    def _answer(self) -> dict[str, Any]:
+    def _answer(self, key: str) -> dict[str, Any]:
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the device farm ended: {self.proc.wait()}")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the device farm ended: {self.proc.wait()}")
+            answer: dict[str, Any] = json.loads(line)
+            if key in answer:
+                return answer
+            print(f"bench: device farm: {line.strip()}", file=sys.stderr)  # not an answer
 
     def count(self) -> dict[str, int]:
         assert self.proc.stdin is not None
         self.proc.stdin.write("count\n")
         self.proc.stdin.flush()
-        return self._answer()
+        return self._answer("requests")
 
     def stop(self) -> None:
         if self.proc.stdin is not None:

@@ -82,7 +82,7 @@ async def farm(devices: int, registers: int) -> None:
 def main(argv: list[str]) -> int:
     from gateway.logging import configure
 
-    configure("error")
+    configure("error", stream="stderr")  # stdout carries the answers to the bench
     asyncio.run(farm(int(argv[0]), int(argv[1])))
     return 0
 
