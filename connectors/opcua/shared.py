@@ -22,6 +22,10 @@ from asyncua.client.client import Client
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 
+from common.backoff import Backoff
+from common.errors import GatewayError
+from common.logging import get_logger
+from connectors.opcua.config import OpcUaConnector
 from connectors.opcua.device import (
     EmitFailed,
     OpcUaDevice,
@@ -32,10 +36,6 @@ from connectors.opcua.device import (
 )
 from connectors.opcua.session import open_session
 from connectors.sample import Emit
-from gateway.backoff import Backoff
-from gateway.config import OpcUaConnector
-from gateway.errors import GatewayError
-from gateway.logging import get_logger
 
 log = get_logger("connectors.opcua")
 
