@@ -1,6 +1,6 @@
 """`make bench`: every benchmark's figures in one table, each beside its target.
 
-`python -m bench` runs them all (about N minutes); `python -m bench modbus` or
+`python -m bench` runs them all (about 12 minutes); `python -m bench modbus` or
 `python -m bench opcua` (or several names) only those.
 """
 
