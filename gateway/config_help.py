@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.config import ENV_NESTED, ENV_PREFIX, Settings, _read_toml
+from common.config import read_toml as _read_toml
+from gateway.config import ENV_NESTED, ENV_PREFIX, Settings
 
 
 def _models(annotation: Any) -> list[type[BaseModel]]:
