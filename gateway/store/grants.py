@@ -3,9 +3,9 @@ migrating.
 
 deploy/postgres/roles.sql creates the roles (`mesgw_owner`, `mesgw_recorder`,
 `mesgw_review`, `mesgw_reader`); the owner creates the tables, so it grants on them, here,
-every time the schema is brought up to date: a migration that adds a table is covered by the next
-`mesgw db migrate`, and the database may have any name. Roles that do not exist are skipped
-(a single-role development database needs none of this).
+every time the schema is brought up to date: a migration that adds a table is covered by
+the next `mesgw db migrate`, and the database may have any name. Roles that do not exist
+are skipped (a single-role development database needs none of this).
 """
 
 from __future__ import annotations

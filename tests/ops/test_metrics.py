@@ -202,6 +202,28 @@ async def test_a_taken_metrics_port_never_stops_the_gateway(
     assert gw.stop() == 0
 
 
+async def review_metric_names(dsn: str) -> set[str]:
+    """What a running review service (gateway.review) exposes, after one page request."""
+    import aiohttp
+    from pydantic import SecretStr
+
+    from gateway.config import MetricsSection, ReviewSection, Settings, StoreSection
+    from gateway.review.service import running
+
+    settings = Settings(
+        store=StoreSection(dsn=SecretStr(dsn), pool_size=2),
+        review=ReviewSection(port=0),
+        metrics=MetricsSection(port=0),
+    )
+    async with running(settings) as listening, aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{listening.port}/login") as page:
+            assert page.status == 200
+        assert listening.metrics is not None
+        async with http.get(listening.metrics.url + "/metrics") as resp:
+            text = await resp.text()
+    return {key.partition("{")[0] for key in parse_metrics(text)}
+
+
 def dashboard_metric_names() -> set[str]:
     board = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for panel in board["panels"] for t in panel.get("targets", [])]
@@ -245,6 +267,7 @@ async def test_every_metric_the_dashboard_uses_is_exposed(
 
     await wait_for(recorded, 60, "rows recorded and reads timed")
     exposed = {key.partition("{")[0] for key in await scrape(port)}
+    exposed |= await review_metric_names(pg_dsn)
     histograms = {n.removesuffix("_bucket") for n in exposed if n.endswith("_bucket")}
     used = dashboard_metric_names()
     missing = {n for n in used if n not in exposed and n not in histograms}

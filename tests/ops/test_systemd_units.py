@@ -207,6 +207,30 @@ count_interval_s = 1
     rec_ready, body = await get(f"http://127.0.0.1:{rec_metrics}/readyz")
     assert rec_ready == 200, body
 
+    # The review service (a dynamic user too) serves its page and answers ready from the
+    # installed package: templates and static files included.
+    review_port, review_metrics = free_port(), free_port()
+    box.write(
+        "/etc/mesgw/review.toml",
+        f'[store]\ndsn = "{pg_dsn}"\n[review]\nport = {review_port}\n'
+        f'[metrics]\nport = {review_metrics}\n[logging]\nformat = "json"\n',
+    )
+    started = box.run(["systemctl", "start", "mesgw-review.service"], timeout=120)
+    assert started.returncode == 0, box.run(["systemctl", "status", "mesgw-review"]).stdout
+    assert service(box, "mesgw-review.service", "ActiveState") == "active"
+
+    async def review_ready() -> bool:
+        try:
+            return (await get(f"http://127.0.0.1:{review_metrics}/readyz"))[0] == 200
+        except OSError:
+            return False
+
+    await wait_for(review_ready, 30, "the boxed review service's /readyz")
+    page_status, page = await get(f"http://127.0.0.1:{review_port}/login")
+    assert page_status == 200 and "<form" in page
+    assert box.run(["systemctl", "stop", "mesgw-review.service"]).returncode == 0
+    assert service(box, "mesgw-review.service", "Result") == "success"
+
     # An orderly stop through systemd: the retained state says the watch has ended.
     topics = [f"{prefix}/s/packaging/line-1/{m}/state" for m in ("filler-1", "labeler-1")]
 
