@@ -43,7 +43,7 @@ class Session:
 
 
 class Sessions:
-    """Sessions in the store's `web_sessions` table (migration 0015), over an asyncpg pool."""
+    """Sessions in the store's `web_sessions` table (migration 0013), over an asyncpg pool."""
 
     def __init__(self, pool: Any, *, idle_s: float, lifetime_s: float) -> None:
         self.pool = pool

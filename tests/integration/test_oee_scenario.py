@@ -1028,3 +1028,35 @@ async def test_counts_held_on_an_unmigrated_store_says_to_migrate(
     cfg = str(config_file(tmp_path, pg_dsn))
     assert await asyncio.to_thread(main, ["counts", "held", "--config", cfg]) == 1
     assert "run `mesgw db migrate` first" in capsys.readouterr().err
+
+
+async def test_oee_charges_a_downtime_as_the_clerk_corrected_it(conn: asyncpg.Connection) -> None:
+    # d1 (o-a, 07:00-07:30) was recorded as a jam: 1,800 s of availability loss. The clerk
+    # splits it at 07:10 and recodes the second piece to the planned cleaning it was: from
+    # then on OEE charges 600 s as downtime and 1,200 s as a planned stop (o-a's PBT shrinks).
+    from gateway.review import actions
+    from gateway.review.users import Actor, add_user
+    from rules.config import ReasonConfig
+
+    catalog = [ReasonConfig(code="30", text="cleaning", planned=True)]
+    await add_user(conn, "clara", "clerk")
+    clara = Actor(user="clara", role="clerk", source="cli")
+    _, before, _ = await oee(conn, "order")
+    assert (before["downtime_s"], before["planned_stop_s"]) == (1800, 0)
+
+    await actions.split(conn, clara, downtime_id="d1", at=at(7, 10), reason="two stops")
+    piece = await conn.fetchval(
+        "SELECT downtime_id FROM downtimes_shown WHERE lineage = 'd1' AND downtime_id <> 'd1'"
+    )
+    _, split, _ = await oee(conn, "order")
+    assert (split["downtime_s"], split["planned_stop_s"]) == (1800, 0)  # both still a jam
+
+    await actions.recode(
+        conn, clara, downtime_id=piece, code="30", catalog=catalog, reason="it was cleaning"
+    )
+    _, a, b = await oee(conn, "order")
+    assert (a["downtime_s"], a["planned_stop_s"], a["planned_busy_s"]) == (600, 1200, 13200)
+    assert (a["run_s"], r4(a["availability"])) == (12600, 0.9545)  # 12,600 / 13,200
+    assert (b["downtime_s"], b["planned_stop_s"]) == (990, 1800)  # o-b untouched
+    [shift] = [r for r in await oee(conn, "shift") if r["shift_id"] == SHIFT]
+    assert (shift["downtime_s"], shift["planned_stop_s"]) == (2790 - 1200, 1800 + 1200)

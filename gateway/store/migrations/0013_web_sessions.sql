@@ -1,4 +1,4 @@
--- 0015 browser sessions of the review page (both flavours).
+-- 0013 browser sessions of the review page (both flavours).
 --
 -- A session is created by a login and ends at logout, after `idle` without a request, or at
 -- its absolute expiry, whichever comes first. Only the SHA-256 of the cookie's token is kept,
