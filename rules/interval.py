@@ -51,11 +51,17 @@ class CountInterval:
         order: str | None,
         shift: str | None,
         ideal_cycle_time_s: float | None,
+        *,
+        final: bool = False,
     ) -> None:
         """Close the interval at t (a no-op unless t is after its start) and report its
-        parts; an empty interval while unknown or off shift is not reported."""
+        parts; an empty interval while unknown or off shift is not reported.
+
+        `final`: nothing may carry past t (an order or shift boundary, a flush), so parts
+        counted at the interval's very start — in the reading that also shows the order
+        switch, or the last one before a flush — are reported as a record of no length."""
         start = self.start
-        if t <= start:
+        if t < start or (t == start and not (final and self.parts)):
             return
         self.start = t
         if not self.has_counters:

@@ -329,7 +329,7 @@ class Machine:
         undecided = self.debounce.candidate is not None
         if undecided:
             self.debounce.drop()
-        self.state.close(t)
+        self.state.close(t, final=True)
         carried = self.downtime.cut(t)
         change()
         self.gap.boundary((t, self.order_id, self.shift_id, self.ideal_cycle_time()))
@@ -374,4 +374,4 @@ class Machine:
             return
         if self.gap.end is not None:
             self.gap.report()
-        self.state.cut(self.time.now)
+        self.state.cut(self.time.now, final=True)

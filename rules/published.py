@@ -111,12 +111,13 @@ class PublishedState:
         self.drafts.state(t, state, order, shift)
         self.downtime.resume(t, state[0], carried)
 
-    def cut(self, t: float) -> None:
+    def cut(self, t: float, *, final: bool = False) -> None:
         """Close the count interval at t, with the parts a candidate holds from before t."""
         self.debounce.release(t)
-        self.close(t)
+        self.close(t, final=final)
 
-    def close(self, t: float) -> None:
-        """Close the count interval at t (it belongs to the order and shift of now)."""
+    def close(self, t: float, *, final: bool = False) -> None:
+        """Close the count interval at t (it belongs to the order and shift of now);
+        `final` as in CountInterval.close."""
         order, shift, ict = self.where()
-        self.interval.close(t, self.bucket, order, shift, ict)
+        self.interval.close(t, self.bucket, order, shift, ict, final=final)
