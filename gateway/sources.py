@@ -29,10 +29,12 @@ def connector_for(
     observe_read: Callable[[float], None] | None = None,
     *,
     opcua_machines_per_session: int = 0,
+    observe_delivery: Callable[[float], None] | None = None,
 ) -> Connector | None:
     """The connector reading this machine; None for the synthetic event source.
 
-    `observe_read` receives each read's request-to-response time in seconds (metrics).
+    `observe_read` receives each read's request-to-response time in seconds, and
+    `observe_delivery` each OPC UA notification's source-timestamp-to-arrival time (metrics).
     """
     spec = machine.connector
     if isinstance(spec, ModbusConnector):
@@ -56,6 +58,7 @@ def connector_for(
             machine.id, spec, machine.tags, machines_per_session=opcua_machines_per_session
         )
         device.observe_read = observe_read
+        device.observe_delivery = observe_delivery
         return device
     return None
 
@@ -101,8 +104,16 @@ async def run_sources(
             kind = machine.connector.type
             timed = metrics is not None and kind in ("modbus", "opcua")
             observe = metrics.observer(machine.id, kind) if metrics is not None and timed else None
+            delivery = (
+                metrics.delivery_observer(machine.id)
+                if metrics is not None and kind == "opcua"
+                else None
+            )
             connector = connector_for(
-                machine, observe, opcua_machines_per_session=settings.opcua.machines_per_session
+                machine,
+                observe,
+                opcua_machines_per_session=settings.opcua.machines_per_session,
+                observe_delivery=delivery,
             )
             if connector is not None:
                 emit = readings

@@ -19,6 +19,8 @@ from connectors.sample import Emit, Reading
 from gateway.metrics import Checks, Live
 
 READ_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Source timestamp → arrival of subscribed values: the publishing interval and the network.
+DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -55,11 +57,25 @@ class SourceMetrics:
         )
     )
 
+    delivery_seconds: Histogram = field(
+        default_factory=lambda: Histogram(
+            "mesgw_connector_delivery_seconds",
+            "Source timestamp of the newest value in an OPC UA subscription notification to its"
+            " arrival (publishing interval, network, and any clock offset of the server)",
+            ["machine", "protocol"],
+            buckets=DELIVERY_BUCKETS,
+            registry=None,
+        )
+    )
+
     def add(self, machine: str, protocol: str, device: Any) -> None:
         self.machines[machine] = _Machine(protocol, device)
 
     def observer(self, machine: str, protocol: str) -> Callable[[float], None]:
         return self.read_seconds.labels(machine, protocol).observe
+
+    def delivery_observer(self, machine: str) -> Callable[[float], None]:
+        return self.delivery_seconds.labels(machine, "opcua").observe
 
     def counted(self, machine: str, emit: Emit) -> Emit:
         """`emit` that also counts what passes (per batch: one addition, no per-sample work)."""
@@ -166,6 +182,7 @@ def register_gateway(
 
     registry.register(Live(collect))
     registry.register(sources.read_seconds)
+    registry.register(sources.delivery_seconds)
 
 
 def register_recorder(registry: CollectorRegistry, recorder: Any) -> None:

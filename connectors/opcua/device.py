@@ -78,6 +78,7 @@ class _Feed:
         self.last_heard = time.monotonic()
         self.lost: str | None = None
         self.lost_event = asyncio.Event()
+        self.observe_delivery: Callable[[float], None] | None = None
 
     async def on_publish(self, result: ua.PublishResult) -> None:
         self.last_heard = time.monotonic()
@@ -95,6 +96,10 @@ class _Feed:
             elif isinstance(notification, ua.StatusChangeNotification):
                 self.lose(f"subscription status {status_name(notification.Status.value)}")
         if samples:
+            observe = self.observe_delivery
+            if observe is not None:
+                newest = max(s.ts for s in samples)
+                observe(max(0.0, (received - newest).total_seconds()))
             await self.batches.put(samples)
 
     def lose(self, reason: str) -> None:
@@ -130,6 +135,9 @@ class OpcUaDevice:
         self.counters = Counters()
         # Called with each poll Read's duration in seconds (metrics), when set.
         self.observe_read: Callable[[float], None] | None = None
+        # Called with each subscription notification's delay in seconds (metrics), when set:
+        # from the source timestamp of its newest value to its arrival.
+        self.observe_delivery: Callable[[float], None] | None = None
         self._link: bool | None = None
         self._last_error: str | None = None
         self._reported: dict[str, str] = {}  # tag -> problem logged last
@@ -297,6 +305,7 @@ class OpcUaDevice:
     ) -> None:
         cfg = self.cfg
         feed = _Feed(self.machine, {})
+        feed.observe_delivery = self.observe_delivery
         interval_ms = cfg.publishing_interval_s * 1000
         keepalive = max(1, int(cfg.watchdog_s / 3 / cfg.publishing_interval_s))
         params = ua.CreateSubscriptionParameters(

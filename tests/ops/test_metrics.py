@@ -88,6 +88,13 @@ async def test_gateway_and_recorder_expose_metrics_and_health(
     assert reads > 0
     assert metric(s, "mesgw_connector_read_seconds_bucket", machine="labeler-1", le="1.0") == reads
     assert metric(s, "mesgw_connector_cycle_overruns_total", machine="labeler-1") >= 0
+    # OPC UA subscription notifications are timed from their source timestamps: well within
+    # a second of arrival on one box (publishing interval included).
+    notes = metric(s, "mesgw_connector_delivery_seconds_count", machine="filler-1")
+    assert notes > 0
+    assert (
+        metric(s, "mesgw_connector_delivery_seconds_bucket", machine="filler-1", le="1.0") == notes
+    )
     assert metric(s, "mesgw_rules_events_total") > 0
     assert metric(s, "mesgw_outbox_capacity") == 1_000_000
     assert metric(s, "mesgw_mqtt_connected") == 1
