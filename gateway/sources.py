@@ -102,13 +102,11 @@ async def run_sources(
     async with asyncio.TaskGroup() as group:
         for machine in settings.machines:
             kind = machine.connector.type
-            timed = metrics is not None and kind in ("modbus", "opcua")
-            observe = metrics.observer(machine.id, kind) if metrics is not None and timed else None
-            delivery = (
-                metrics.delivery_observer(machine.id)
-                if metrics is not None and kind == "opcua"
-                else None
-            )
+            observe = delivery = None
+            if metrics is not None and kind in ("modbus", "opcua"):
+                observe = metrics.observer(machine.id, kind)
+                if kind == "opcua":
+                    delivery = metrics.delivery_observer(machine.id)
             connector = connector_for(
                 machine,
                 observe,

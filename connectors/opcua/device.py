@@ -71,14 +71,19 @@ def describe(err: BaseException) -> str:
 class _Feed:
     """asyncua's publish callback: whole notification messages become batches of samples."""
 
-    def __init__(self, machine: str, items: dict[int, Tag]) -> None:
+    def __init__(
+        self,
+        machine: str,
+        items: dict[int, Tag],
+        observe_delivery: Callable[[float], None] | None = None,
+    ) -> None:
         self.machine = machine
         self.items = items
         self.batches: asyncio.Queue[list[Sample]] = asyncio.Queue(QUEUED_BATCHES)
         self.last_heard = time.monotonic()
         self.lost: str | None = None
         self.lost_event = asyncio.Event()
-        self.observe_delivery: Callable[[float], None] | None = None
+        self.observe_delivery = observe_delivery
 
     async def on_publish(self, result: ua.PublishResult) -> None:
         self.last_heard = time.monotonic()
@@ -304,8 +309,7 @@ class OpcUaDevice:
         reason: list[str],
     ) -> None:
         cfg = self.cfg
-        feed = _Feed(self.machine, {})
-        feed.observe_delivery = self.observe_delivery
+        feed = _Feed(self.machine, {}, self.observe_delivery)
         interval_ms = cfg.publishing_interval_s * 1000
         keepalive = max(1, int(cfg.watchdog_s / 3 / cfg.publishing_interval_s))
         params = ua.CreateSubscriptionParameters(
